@@ -1,0 +1,321 @@
+//! The on-disk layout, byte by byte (mirrored in `docs/FORMAT.md`).
+//!
+//! ```text
+//! file   = header (4096 bytes) ‖ slot[0] ‖ … ‖ slot[slot_count-1]
+//! header = immutable part (0..64, checksummed) ‖ live counters (64..128)
+//!          ‖ reserved (128..1024) ‖ coordinator region (1024..4096)
+//! slot   = hash_version u64 ‖ meta u64 ‖ checksum u64 ‖ reserved u64 ‖ key ‖ value ‖ padding
+//! ```
+//!
+//! Every integer is little-endian; maph only builds for little-endian targets, so
+//! the live atomic words (native order) and the documented order agree.
+
+use std::path::Path;
+
+use crate::{Error, Result, Strategy};
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("the maph file format is little-endian; big-endian targets are not supported");
+
+/// The four bytes every store starts with.
+pub const MAGIC: [u8; 4] = *b"MAPH";
+/// The layout version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of the header; slot 0 starts here.
+pub const HEADER_SIZE: usize = 4096;
+/// Hash algorithm id 1: xxh3-64 with the header's seed.
+pub const HASH_XXH3_64: u32 = 1;
+
+// Immutable header fields (written once at create, covered by the header checksum).
+pub(crate) const OFF_MAGIC: usize = 0;
+pub(crate) const OFF_VERSION: usize = 4;
+pub(crate) const OFF_HEADER_SIZE: usize = 8;
+pub(crate) const OFF_SLOT_SIZE: usize = 12;
+pub(crate) const OFF_SLOT_COUNT: usize = 16;
+pub(crate) const OFF_HASH_ALGO: usize = 24;
+pub(crate) const OFF_MAX_PROBES: usize = 28;
+pub(crate) const OFF_HASH_SEED: usize = 32;
+pub(crate) const OFF_STRATEGY: usize = 40;
+pub(crate) const OFF_HEADER_CHECKSUM: usize = 56;
+/// Bytes covered by the header checksum.
+pub(crate) const CHECKSUMMED_LEN: usize = 56;
+
+// Live counters: 8-byte aligned atomics, changed by writers while readers look.
+/// Bumped once by every committed write.
+pub(crate) const OFF_GENERATION: usize = 64;
+/// Highest fencing token any write has presented.
+pub(crate) const OFF_HIGHEST_FENCE: usize = 72;
+/// Number of live keys (exact except after a crash, until repair recounts).
+pub(crate) const OFF_LIVE_COUNT: usize = 80;
+
+/// Start of the region reserved for coordinators that keep lock words in the file.
+pub const COORDINATOR_REGION_OFFSET: usize = 1024;
+/// Length of the coordinator region.
+pub const COORDINATOR_REGION_LEN: usize = HEADER_SIZE - COORDINATOR_REGION_OFFSET;
+
+// Slot layout.
+/// Bytes of per-slot bookkeeping before the key.
+pub const SLOT_HEADER_SIZE: usize = 32;
+pub(crate) const SLOT_OFF_META: usize = 8;
+pub(crate) const SLOT_OFF_CHECKSUM: usize = 16;
+pub(crate) const SLOT_OFF_BODY: usize = SLOT_HEADER_SIZE;
+
+/// Smallest slot accepted (32 bytes of bookkeeping plus 32 of data).
+pub const MIN_SLOT_SIZE: u32 = 64;
+/// Largest slot accepted; a larger one makes every probe touch too many pages.
+pub const MAX_SLOT_SIZE: u32 = 1 << 20;
+/// Default slot size.
+pub const DEFAULT_SLOT_SIZE: u32 = 512;
+/// Default probe window, as in the reference design.
+pub const DEFAULT_MAX_PROBES: u32 = 10;
+/// Largest probe window accepted (it is also the largest range a writer locks).
+pub const MAX_PROBES_LIMIT: u32 = 4096;
+
+/// What a slot holds. Slots never return to `Empty`: deletes and repairs leave a
+/// `Tombstone`, so a key is never stored beyond an empty slot of its window and a
+/// lookup may stop at the first empty slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlotState {
+    /// Never written.
+    Empty = 0,
+    /// Holds a key and its value.
+    Live = 1,
+    /// Held a key that was removed; reusable, but lookups probe past it.
+    Tombstone = 2,
+}
+
+impl SlotState {
+    pub(crate) fn from_byte(b: u8) -> Option<SlotState> {
+        match b {
+            0 => Some(SlotState::Empty),
+            1 => Some(SlotState::Live),
+            2 => Some(SlotState::Tombstone),
+            _ => None,
+        }
+    }
+}
+
+/// The slot's meta word: key length (bits 0..16), state (16..24), zero (24..32),
+/// value length (32..64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub key_len: usize,
+    pub state: SlotState,
+    pub value_len: usize,
+}
+
+impl Meta {
+    pub fn encode(self) -> u64 {
+        self.key_len as u64 | (self.state as u64) << 16 | (self.value_len as u64) << 32
+    }
+
+    /// Decodes a meta word; `None` if the state byte or reserved byte is invalid
+    /// or the lengths do not fit in `capacity` (a torn read or a damaged slot).
+    pub fn decode(word: u64, capacity: usize) -> Option<Meta> {
+        let key_len = (word & 0xffff) as usize;
+        let state = SlotState::from_byte((word >> 16) as u8)?;
+        let value_len = (word >> 32) as usize;
+        let reserved_ok = (word >> 24) & 0xff == 0;
+        let fits = key_len + value_len <= capacity;
+        let shape_ok = state == SlotState::Live || (key_len == 0 && value_len == 0);
+        (reserved_ok && fits && shape_ok).then_some(Meta {
+            key_len,
+            state,
+            value_len,
+        })
+    }
+}
+
+/// Geometry and identity of a store, as recorded in the immutable header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Number of slots.
+    pub slot_count: u64,
+    /// Bytes per slot (a multiple of 64).
+    pub slot_size: u32,
+    /// Length of each key's probe window.
+    pub max_probes: u32,
+    /// Seed of the key hash.
+    pub hash_seed: u64,
+    /// Strategy whose writers may write this store.
+    pub strategy: Strategy,
+}
+
+impl Layout {
+    /// Checks that the geometry is usable; the message says which value is wrong.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.slot_count == 0 {
+            return Err("slot count is 0; a store needs at least one slot".into());
+        }
+        if self.slot_size < MIN_SLOT_SIZE
+            || self.slot_size > MAX_SLOT_SIZE
+            || self.slot_size % 64 != 0
+        {
+            return Err(format!(
+                "slot size {} must be a multiple of 64 between {MIN_SLOT_SIZE} and {MAX_SLOT_SIZE}",
+                self.slot_size
+            ));
+        }
+        if self.max_probes == 0 || self.max_probes > MAX_PROBES_LIMIT {
+            return Err(format!(
+                "max_probes {} must be between 1 and {MAX_PROBES_LIMIT}",
+                self.max_probes
+            ));
+        }
+        if u64::from(self.max_probes) > self.slot_count {
+            return Err(format!(
+                "max_probes {} exceeds the slot count {}",
+                self.max_probes, self.slot_count
+            ));
+        }
+        self.file_len()
+            .ok_or_else(|| format!("{} slots of {} bytes overflow a file size", self.slot_count, self.slot_size))?;
+        Ok(())
+    }
+
+    /// Exact length of the file this layout describes; `None` on overflow.
+    pub fn file_len(&self) -> Option<u64> {
+        let slots = self.slot_count.checked_mul(u64::from(self.slot_size))?;
+        let total = slots.checked_add(HEADER_SIZE as u64)?;
+        // The whole file is mapped, so it must fit in the address space.
+        usize::try_from(total).ok().map(|_| total)
+    }
+
+    /// Bytes of key plus value that fit in one slot.
+    pub fn capacity(&self) -> usize {
+        self.slot_size as usize - SLOT_HEADER_SIZE
+    }
+
+    /// Encodes the immutable part of the header (bytes 0..64).
+    pub(crate) fn encode_header(&self) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        h[OFF_MAGIC..OFF_MAGIC + 4].copy_from_slice(&MAGIC);
+        h[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[OFF_HEADER_SIZE..OFF_HEADER_SIZE + 4].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+        h[OFF_SLOT_SIZE..OFF_SLOT_SIZE + 4].copy_from_slice(&self.slot_size.to_le_bytes());
+        h[OFF_SLOT_COUNT..OFF_SLOT_COUNT + 8].copy_from_slice(&self.slot_count.to_le_bytes());
+        h[OFF_HASH_ALGO..OFF_HASH_ALGO + 4].copy_from_slice(&HASH_XXH3_64.to_le_bytes());
+        h[OFF_MAX_PROBES..OFF_MAX_PROBES + 4].copy_from_slice(&self.max_probes.to_le_bytes());
+        h[OFF_HASH_SEED..OFF_HASH_SEED + 8].copy_from_slice(&self.hash_seed.to_le_bytes());
+        h[OFF_STRATEGY..OFF_STRATEGY + 16].copy_from_slice(&self.strategy.to_bytes());
+        let sum = header_checksum(&h[..CHECKSUMMED_LEN]);
+        h[OFF_HEADER_CHECKSUM..OFF_HEADER_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
+        h
+    }
+
+    /// Decodes and validates the first 64 header bytes of `path`, whose length is `file_len`.
+    pub(crate) fn decode_header(path: &Path, h: &[u8; 64], file_len: u64) -> Result<Layout> {
+        let not_a_store = |reason: &str| Error::NotAStore {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let corrupt = |detail: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if h[OFF_MAGIC..OFF_MAGIC + 4] != MAGIC {
+            return Err(not_a_store("it does not start with the magic bytes MAPH"));
+        }
+        let version = u32_at(h, OFF_VERSION);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let stored_sum = u64_at(h, OFF_HEADER_CHECKSUM);
+        if header_checksum(&h[..CHECKSUMMED_LEN]) != stored_sum {
+            return Err(corrupt("the header checksum does not match its contents".into()));
+        }
+        let header_size = u32_at(h, OFF_HEADER_SIZE);
+        if header_size as usize != HEADER_SIZE {
+            return Err(corrupt(format!("header size is {header_size}, expected {HEADER_SIZE}")));
+        }
+        let algo = u32_at(h, OFF_HASH_ALGO);
+        if algo != HASH_XXH3_64 {
+            return Err(corrupt(format!("unknown hash algorithm id {algo}")));
+        }
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&h[OFF_STRATEGY..OFF_STRATEGY + 16]);
+        let strategy = Strategy::from_bytes(tag)
+            .ok_or_else(|| corrupt("the strategy tag is not printable ASCII".into()))?;
+        let layout = Layout {
+            slot_count: u64_at(h, OFF_SLOT_COUNT),
+            slot_size: u32_at(h, OFF_SLOT_SIZE),
+            max_probes: u32_at(h, OFF_MAX_PROBES),
+            hash_seed: u64_at(h, OFF_HASH_SEED),
+            strategy,
+        };
+        layout.validate().map_err(corrupt)?;
+        let expected = layout.file_len().unwrap_or(u64::MAX);
+        if expected != file_len {
+            return Err(corrupt(format!(
+                "the header describes {} slots of {} bytes ({expected} bytes in all) but the file has {file_len} bytes \
+                 (truncated or extended by something other than maph)",
+                layout.slot_count, layout.slot_size
+            )));
+        }
+        Ok(layout)
+    }
+}
+
+fn header_checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+fn u32_at(h: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(h[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(h: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(h[off..off + 8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            slot_count: 100,
+            slot_size: 512,
+            max_probes: 10,
+            hash_seed: 7,
+            strategy: Strategy::SINGLE_WRITER,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let l = layout();
+        let h = l.encode_header();
+        let back = Layout::decode_header(Path::new("x"), &h, l.file_len().unwrap()).unwrap();
+        assert_eq!(back, l);
+    }
+
+    #[test]
+    fn every_flipped_header_byte_is_rejected() {
+        let l = layout();
+        let h = l.encode_header();
+        for i in 0..64 {
+            let mut bad = h;
+            bad[i] ^= 0x20;
+            assert!(
+                Layout::decode_header(Path::new("x"), &bad, l.file_len().unwrap()).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn meta_rejects_lengths_beyond_capacity() {
+        let m = Meta { key_len: 3, state: SlotState::Live, value_len: 5 };
+        assert_eq!(Meta::decode(m.encode(), 8), Some(m));
+        assert_eq!(Meta::decode(m.encode(), 7), None);
+        assert_eq!(Meta::decode(m.encode() | 0x0300_0000, 8), None);
+        let tomb_with_len = Meta { key_len: 1, state: SlotState::Tombstone, value_len: 0 };
+        assert_eq!(Meta::decode(tomb_with_len.encode(), 8), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! The only place that touches the mapping.
+//!
+//! The file is mapped `MAP_SHARED` into every process that opens it, and other
+//! processes write it at any moment. Rust forbids a `&[u8]` to bytes that change
+//! underneath it, so this module never creates one: every access is an atomic
+//! load or store of an aligned 64-bit word through a raw pointer. Word-wise
+//! relaxed atomics compile to ordinary moves on x86-64 and AArch64, so the cost
+//! over `memcpy` is small, and a concurrent write is a race the memory model
+//! defines (the seqlock in `slot.rs` then discards what it tore) rather than
+//! undefined behaviour.
+//!
+//! What remains the caller's responsibility, as with any mapping: the file must
+//! not be truncated while mapped (a shrunk file turns accesses past its end into
+//! SIGBUS). maph checks the length at open; see `docs/FORMAT.md`.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::{Error, Result};
+
+/// A shared mapping of a whole store file, accessed only word by word.
+pub(crate) struct SharedRegion {
+    map: MmapRaw,
+    len: usize,
+}
+
+impl SharedRegion {
+    /// Maps `len` bytes of `file`. `len` must be the file's current length.
+    pub fn map(file: &File, len: usize, writable: bool) -> Result<SharedRegion> {
+        let mut options = MmapOptions::new();
+        options.len(len);
+        let map = if writable {
+            options.map_raw(file)
+        } else {
+            options.map_raw_read_only(file)
+        }
+        .map_err(|e| Error::io("could not map the store into memory", e))?;
+        Ok(SharedRegion { map, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The 64-bit word at byte `offset`.
+    ///
+    /// Panics if `offset` is misaligned or out of bounds: offsets come from the
+    /// validated layout, so that would be a bug in maph, never bad input.
+    #[inline]
+    pub fn word(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.len, "word offset {offset} out of range");
+        // SAFETY: the pointer is inside the live mapping (checked above), 8-byte
+        // aligned (the mapping is page-aligned and the offset a multiple of 8),
+        // and valid for as long as `self` lives. Every access to mapped bytes in
+        // maph is atomic, which is what `from_ptr` requires; other processes
+        // use the same protocol. A read-only mapping is only ever loaded from.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u64>()) }
+    }
+
+    /// The 32-bit word at byte `offset` (used for in-file lock words).
+    #[inline]
+    pub fn word32(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= self.len, "word offset {offset} out of range");
+        // SAFETY: as for `word`, with 4-byte alignment.
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) }
+    }
+
+    /// Appends the `len` bytes at `offset` (any alignment) to `out`, loading the
+    /// aligned words that cover them. The bytes may be torn by a concurrent
+    /// writer; the caller validates.
+    #[inline]
+    pub fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        out.reserve(len);
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            let word_start = at & !7;
+            let word = self.word(word_start).load(Ordering::Relaxed).to_le_bytes();
+            let upto = (end - word_start).min(8);
+            out.extend_from_slice(&word[at - word_start..upto]);
+            at = word_start + upto;
+        }
+    }
+
+    /// Whether the `bytes.len()` bytes at `offset` (8-aligned) equal `bytes`.
+    #[inline]
+    pub fn equals(&self, offset: usize, bytes: &[u8]) -> bool {
+        let mut chunks = bytes.chunks(8);
+        let mut at = offset;
+        chunks.all(|chunk| {
+            let word = self.word(at).load(Ordering::Relaxed).to_le_bytes();
+            at += 8;
+            word[..chunk.len()] == *chunk
+        })
+    }
+
+    /// Writes `bytes` starting at `offset` (8-aligned), word by word, zero-padding
+    /// the last word. Only a writer holding the slot calls this.
+    #[inline]
+    pub fn copy_in(&self, offset: usize, bytes: &[u8]) {
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.word(offset + i * 8)
+                .store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+    }
+
+    /// msync: asks the kernel to write dirty pages back to the file now.
+    pub fn flush(&self) -> Result<()> {
+        self.map
+            .flush()
+            .map_err(|e| Error::io("could not flush the store to disk (msync)", e))
+    }
+}

@@ -1,0 +1,271 @@
+//! The seqlock protocol of one slot.
+//!
+//! The slot's first word, `hash_version`, holds the key's 32-bit tag (high half)
+//! and a version (low half) that is odd while a write is in progress.
+//!
+//! Writer (holds the slot through its coordinator):
+//! 1. store `version + 1` (odd), Relaxed;
+//! 2. `fence(Release)`: any reader that sees a body word of step 3 also sees step 1;
+//! 3. store meta, checksum and body words, Relaxed;
+//! 4. store `tag << 32 | version + 2` (even), Release: a reader that loads it sees step 3.
+//!
+//! Reader:
+//! 1. load `hash_version` (Acquire); if odd, wait;
+//! 2. load meta and body words, Relaxed;
+//! 3. `fence(Acquire)`, then load `hash_version` again (Relaxed);
+//! 4. the copy is whole iff both loads are equal; otherwise start over.
+//!
+//! Why that suffices (Boehm, "Can seqlocks get along with programming language
+//! memory models?", 2012): if any load in reader step 2 saw a store of writer step
+//! 3, the writer's release fence synchronises with the reader's acquire fence, so
+//! reader step 3 sees at least the odd version and the check fails. If none did,
+//! the copy is from the last completed write, whose even version reader step 1
+//! acquired. Readers wait a bounded time (`patience`) for an odd slot, because
+//! an odd slot that never turns even was left by a writer that died.
+
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::format::{Meta, SlotState, SLOT_OFF_BODY, SLOT_OFF_CHECKSUM, SLOT_OFF_META};
+use crate::hash::{hash_key, slot_checksum};
+use crate::shared_memory::SharedRegion;
+
+/// Why a slot could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotFault {
+    /// The slot stayed odd (mid-write) for longer than the reader's patience.
+    Busy { waited: Duration },
+    /// A stable copy of the slot is malformed (the file was damaged).
+    Damaged,
+}
+
+/// What a slot holds from the point of view of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    Empty,
+    Tombstone,
+    /// The key itself; its value was copied out if asked for.
+    Match,
+    OtherKey,
+}
+
+/// A whole entry copied out of a slot, with its stored checksum.
+pub(crate) struct SlotCopy {
+    pub meta: Meta,
+    /// Key followed by value.
+    pub body: Vec<u8>,
+    pub checksum_ok: bool,
+}
+
+/// What repair did to a slot left mid-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repaired {
+    /// The content was whole (checksum valid): the write was completed.
+    Finished,
+    /// The content was torn: the slot became a tombstone.
+    Cleared,
+}
+
+/// Waits for an odd slot: spin briefly, then yield, and give up after `patience`.
+struct Waiter {
+    spins: u32,
+    started: Option<Instant>,
+    patience: Duration,
+}
+
+impl Waiter {
+    fn new(patience: Duration) -> Waiter {
+        Waiter { spins: 0, started: None, patience }
+    }
+
+    fn wait(&mut self) -> Result<(), SlotFault> {
+        self.spins += 1;
+        if self.spins < 64 {
+            std::hint::spin_loop();
+            return Ok(());
+        }
+        // A writer preempted mid-write needs the CPU back: yield it.
+        std::thread::yield_now();
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let waited = started.elapsed();
+        if waited > self.patience {
+            return Err(SlotFault::Busy { waited });
+        }
+        Ok(())
+    }
+}
+
+/// One slot of a mapped store.
+pub(crate) struct Slot<'r> {
+    region: &'r SharedRegion,
+    offset: usize,
+    capacity: usize,
+}
+
+impl<'r> Slot<'r> {
+    pub fn new(region: &'r SharedRegion, offset: usize, capacity: usize) -> Slot<'r> {
+        Slot { region, offset, capacity }
+    }
+
+    fn hash_version(&self) -> &AtomicU64 {
+        self.region.word(self.offset)
+    }
+
+    fn meta_word(&self) -> &AtomicU64 {
+        self.region.word(self.offset + SLOT_OFF_META)
+    }
+
+    fn checksum_word(&self) -> &AtomicU64 {
+        self.region.word(self.offset + SLOT_OFF_CHECKSUM)
+    }
+
+    /// Whether a write is in progress (or was abandoned) right now.
+    pub fn is_odd(&self) -> bool {
+        self.hash_version().load(Ordering::Acquire) & 1 == 1
+    }
+
+    /// Classifies the slot for `key` (whose tag is `tag`). On `Match`, the value is
+    /// copied into `value_out` (cleared first) when one is given.
+    pub fn read_for(
+        &self,
+        key: &[u8],
+        tag: u32,
+        mut value_out: Option<&mut Vec<u8>>,
+        patience: Duration,
+    ) -> Result<Seen, SlotFault> {
+        let mut waiter = Waiter::new(patience);
+        loop {
+            let before = self.hash_version().load(Ordering::Acquire);
+            if before & 1 == 1 {
+                waiter.wait()?;
+                continue;
+            }
+            let meta = Meta::decode(self.meta_word().load(Ordering::Relaxed), self.capacity);
+            let seen = match meta {
+                None => None, // torn or damaged: decided after validation
+                Some(m) => Some(match m.state {
+                    SlotState::Empty => Seen::Empty,
+                    SlotState::Tombstone => Seen::Tombstone,
+                    SlotState::Live => {
+                        let body = self.offset + SLOT_OFF_BODY;
+                        if (before >> 32) as u32 == tag
+                            && m.key_len == key.len()
+                            && self.region.equals(body, key)
+                        {
+                            if let Some(out) = value_out.as_deref_mut() {
+                                out.clear();
+                                self.region.copy_out(body + m.key_len, m.value_len, out);
+                            }
+                            Seen::Match
+                        } else {
+                            Seen::OtherKey
+                        }
+                    }
+                }),
+            };
+            fence(Ordering::Acquire);
+            if self.hash_version().load(Ordering::Relaxed) == before {
+                return seen.ok_or(SlotFault::Damaged);
+            }
+            waiter.wait()?;
+        }
+    }
+
+    /// Copies the whole slot out under the seqlock, checking its checksum.
+    pub fn read_entry(&self, patience: Duration) -> Result<SlotCopy, SlotFault> {
+        let mut waiter = Waiter::new(patience);
+        let mut body = Vec::new();
+        loop {
+            let before = self.hash_version().load(Ordering::Acquire);
+            if before & 1 == 1 {
+                waiter.wait()?;
+                continue;
+            }
+            let meta_word = self.meta_word().load(Ordering::Relaxed);
+            let checksum = self.checksum_word().load(Ordering::Relaxed);
+            let meta = Meta::decode(meta_word, self.capacity);
+            body.clear();
+            if let Some(m) = meta {
+                self.region
+                    .copy_out(self.offset + SLOT_OFF_BODY, m.key_len + m.value_len, &mut body);
+            }
+            fence(Ordering::Acquire);
+            if self.hash_version().load(Ordering::Relaxed) == before {
+                let meta = meta.ok_or(SlotFault::Damaged)?;
+                let checksum_ok = checksum_of(meta, &body) == checksum;
+                return Ok(SlotCopy { meta, body, checksum_ok });
+            }
+            waiter.wait()?;
+        }
+    }
+
+    /// Writes a live entry (`key`, `value`) or a tombstone (`None`) into the slot.
+    /// The caller holds the slot through its coordinator, so no other writer is in
+    /// it; `scratch` is reused to avoid an allocation per write.
+    pub fn write(&self, entry: Option<(&[u8], &[u8])>, tag: u32, scratch: &mut Vec<u8>) {
+        let (meta, tag) = match entry {
+            Some((key, value)) => (
+                Meta { key_len: key.len(), state: SlotState::Live, value_len: value.len() },
+                tag,
+            ),
+            None => (Meta { key_len: 0, state: SlotState::Tombstone, value_len: 0 }, 0),
+        };
+        scratch.clear();
+        scratch.extend_from_slice(&meta.encode().to_le_bytes());
+        if let Some((key, value)) = entry {
+            scratch.extend_from_slice(key);
+            scratch.extend_from_slice(value);
+        }
+        let checksum = slot_checksum(scratch);
+
+        let hash_version = self.hash_version();
+        // Relaxed: we are the only writer of this word while we hold the slot.
+        let old = hash_version.load(Ordering::Relaxed);
+        let version = (old as u32) & !1; // an abandoned odd version is rounded down
+        hash_version.store((old & !0xffff_ffff) | u64::from(version.wrapping_add(1)), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.meta_word().store(meta.encode(), Ordering::Relaxed);
+        self.checksum_word().store(checksum, Ordering::Relaxed);
+        self.region.copy_in(self.offset + SLOT_OFF_BODY, &scratch[8..]);
+        hash_version.store(
+            u64::from(tag) << 32 | u64::from(version.wrapping_add(2)),
+            Ordering::Release,
+        );
+    }
+
+    /// Repairs a slot a dead writer left odd: completes it if its content is whole,
+    /// otherwise turns it into a tombstone. The caller must hold the slot and know
+    /// that no live writer is in it. Returns `None` if the slot was not odd.
+    pub fn repair(&self, seed: u64, slot_count: u64, scratch: &mut Vec<u8>) -> Option<Repaired> {
+        let hash_version = self.hash_version();
+        let old = hash_version.load(Ordering::Acquire);
+        if old & 1 == 0 {
+            return None;
+        }
+        let meta = Meta::decode(self.meta_word().load(Ordering::Relaxed), self.capacity);
+        let stored = self.checksum_word().load(Ordering::Relaxed);
+        if let Some(m) = meta {
+            let mut body = Vec::new();
+            self.region
+                .copy_out(self.offset + SLOT_OFF_BODY, m.key_len + m.value_len, &mut body);
+            if checksum_of(m, &body) == stored {
+                let tag = match m.state {
+                    SlotState::Live => hash_key(seed, &body[..m.key_len], slot_count).tag,
+                    _ => 0,
+                };
+                let version = (old as u32).wrapping_add(1);
+                hash_version.store(u64::from(tag) << 32 | u64::from(version), Ordering::Release);
+                return Some(Repaired::Finished);
+            }
+        }
+        self.write(None, 0, scratch);
+        Some(Repaired::Cleared)
+    }
+}
+
+fn checksum_of(meta: Meta, body: &[u8]) -> u64 {
+    let mut bytes = Vec::with_capacity(8 + body.len());
+    bytes.extend_from_slice(&meta.encode().to_le_bytes());
+    bytes.extend_from_slice(body);
+    slot_checksum(&bytes)
+}

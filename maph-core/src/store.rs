@@ -1,0 +1,442 @@
+//! The store: create, open, and lock-free reads.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::format::{
+    Layout, COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE,
+    OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT,
+};
+use crate::hash::{hash_key, KeyHash};
+use crate::shared_memory::SharedRegion;
+use crate::slot::{Seen, Slot, SlotFault};
+use crate::{Error, LockScope, Result, Strategy, WriteCoordinator};
+
+/// How long a reader waits for a slot that stays mid-write before reporting
+/// [`Error::SlotBusy`]. A live writer holds a slot for well under a microsecond;
+/// only a writer that died (or a machine overloaded to a standstill) takes longer.
+pub const DEFAULT_READ_PATIENCE: Duration = Duration::from_millis(500);
+
+/// How a store is created. Every field is recorded in the header.
+///
+/// ```
+/// use maph_core::{Config, Strategy};
+/// let config = Config::new(100_000).slot_size(256).max_probes(16).strategy(Strategy::SINGLE_WRITER);
+/// assert_eq!(config.slot_count, 100_000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Number of slots (the most keys the store can hold).
+    pub slot_count: u64,
+    /// Bytes per slot, a multiple of 64 (default 512): 32 of bookkeeping, the rest for key and value.
+    pub slot_size: u32,
+    /// Probe window: how many consecutive slots a key may occupy (default 10).
+    pub max_probes: u32,
+    /// Hash seed; `None` picks a random one at create.
+    pub hash_seed: Option<u64>,
+    /// The strategy whose writers may write the store (default single writer).
+    pub strategy: Strategy,
+}
+
+impl Config {
+    /// A configuration for `slot_count` slots with every other value at its default.
+    pub fn new(slot_count: u64) -> Config {
+        Config {
+            slot_count,
+            slot_size: DEFAULT_SLOT_SIZE,
+            max_probes: DEFAULT_MAX_PROBES,
+            hash_seed: None,
+            strategy: Strategy::SINGLE_WRITER,
+        }
+    }
+
+    /// Sets the slot size (a multiple of 64).
+    pub fn slot_size(mut self, bytes: u32) -> Config {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// Sets the probe window.
+    pub fn max_probes(mut self, probes: u32) -> Config {
+        self.max_probes = probes;
+        self
+    }
+
+    /// Fixes the hash seed (for reproducible layouts).
+    pub fn hash_seed(mut self, seed: u64) -> Config {
+        self.hash_seed = Some(seed);
+        self
+    }
+
+    /// Sets the coordination strategy recorded in the header.
+    pub fn strategy(mut self, strategy: Strategy) -> Config {
+        self.strategy = strategy;
+        self
+    }
+
+    fn layout(&self) -> Layout {
+        Layout {
+            slot_count: self.slot_count,
+            slot_size: self.slot_size,
+            max_probes: self.max_probes,
+            hash_seed: self.hash_seed.unwrap_or_else(random_seed),
+            strategy: self.strategy,
+        }
+    }
+}
+
+fn random_seed() -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    xxhash_rust::xxh3::xxh3_64_with_seed(&clock.to_le_bytes(), u64::from(std::process::id()))
+}
+
+/// Whether a handle may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Maps the file read-only; every write returns [`Error::ReadOnly`].
+    ReadOnly,
+    /// Maps the file read-write; writes still go through a coordinator.
+    ReadWrite,
+}
+
+/// Identifies a store file (device and inode), so a coordinator made for one
+/// store cannot be used to write another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StoreId {
+    dev: u64,
+    ino: u64,
+}
+
+/// A maph store: one file, mapped into this process.
+///
+/// Reads ([`get`](Self::get), [`get_into`](Self::get_into), [`contains`](Self::contains),
+/// [`iter`](Self::iter)) are lock-free and never return a torn value. Writes go
+/// through a [`WriteCoordinator`]: [`write`](Self::write), [`write_with`](Self::write_with),
+/// [`update`](Self::update), [`set`](Self::set), [`remove`](Self::remove).
+///
+/// `Store` is `Send + Sync`: share one handle between threads with `Arc`.
+///
+/// ```
+/// use maph_core::{Config, Mode, SingleWriter, Store};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("counters.maph");
+/// Store::create(&path, Config::new(1024))?;
+/// let store = Store::open(&path, Mode::ReadWrite)?;
+/// let writer = SingleWriter::new(&store)?;
+///
+/// store.write(&writer, |tx| {
+///     tx.set(b"apples", b"3")?;
+///     tx.set(b"pears", b"5")?;
+///     tx.remove(b"plums")
+/// })?;
+/// store.update(&writer, b"apples", |old| {
+///     let n: u64 = std::str::from_utf8(old.unwrap()).unwrap().parse().unwrap();
+///     Some((n + 1).to_string())
+/// })?;
+///
+/// // Any process may open the same file read-only and read at memory speed.
+/// let reader = Store::open(&path, Mode::ReadOnly)?;
+/// assert_eq!(reader.get(b"apples")?.as_deref(), Some(&b"4"[..]));
+/// assert_eq!(reader.len(), 2);
+/// # Ok::<(), maph_core::Error>(())
+/// ```
+pub struct Store {
+    pub(crate) region: SharedRegion,
+    pub(crate) layout: Layout,
+    path: PathBuf,
+    id: StoreId,
+    mode: Mode,
+    pub(crate) read_patience: Duration,
+    // Keeps the descriptor the mapping was made from for the handle's life.
+    _file: File,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("mode", &self.mode)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Creates a new, empty store at `path`. Fails if a file is already there.
+    ///
+    /// The file is built under a temporary name and linked into place only when
+    /// complete, so no process ever opens a half-written store.
+    pub fn create(path: impl AsRef<Path>, config: Config) -> Result<()> {
+        let path = path.as_ref();
+        let layout = config.layout();
+        layout.validate().map_err(Error::InvalidConfig)?;
+        let len = layout.file_len().expect("validated");
+        let tmp = temp_sibling(path);
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&tmp)
+                .map_err(|e| Error::io(format!("could not create {}", tmp.display()), e))?;
+            // A sparse file: slots read as zero (empty) until written.
+            file.set_len(len)
+                .map_err(|e| Error::io(format!("could not size {} to {len} bytes (disk full?)", tmp.display()), e))?;
+            file.write_all(&layout.encode_header())
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io(format!("could not write the header of {}", tmp.display()), e))?;
+            // link(2) fails if `path` exists, unlike rename(2): never clobber a store.
+            std::fs::hard_link(&tmp, path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::io(
+                        format!("{} already exists; open it, or remove it first to start over", path.display()),
+                        e,
+                    )
+                } else {
+                    Error::io(format!("could not create {}", path.display()), e)
+                }
+            })
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    /// Opens an existing store. Rejects, with an error saying why, any file that
+    /// is not a complete store of this format version.
+    pub fn open(path: impl AsRef<Path>, mode: Mode) -> Result<Store> {
+        let path = path.as_ref();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(mode == Mode::ReadWrite)
+            .open(path)
+            .map_err(|e| {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::NotFound => " (no such file: create it first)",
+                    std::io::ErrorKind::PermissionDenied => " (permission denied: open it read-only?)",
+                    _ => "",
+                };
+                Error::io(format!("could not open {}{hint}", path.display()), e)
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("could not stat {}", path.display()), e))?;
+        if !meta.is_file() {
+            return Err(Error::NotAStore { path: path.into(), reason: "it is not a regular file".into() });
+        }
+        let len = meta.len();
+        if len < HEADER_SIZE as u64 {
+            let reason = if len == 0 {
+                "the file is empty".to_string()
+            } else {
+                format!("the file has {len} bytes, less than a maph header ({HEADER_SIZE})")
+            };
+            return Err(Error::NotAStore { path: path.into(), reason });
+        }
+        // Read the header with read(2), not through the mapping: a file that is
+        // shorter than its header claims must be rejected before it is mapped.
+        let mut header = [0u8; 64];
+        (&file)
+            .read_exact(&mut header)
+            .map_err(|e| Error::io(format!("could not read the header of {}", path.display()), e))?;
+        let layout = Layout::decode_header(path, &header, len)?;
+        let region = SharedRegion::map(&file, len as usize, mode == Mode::ReadWrite)?;
+        Ok(Store {
+            region,
+            layout,
+            path: path.to_path_buf(),
+            id: StoreId { dev: meta.dev(), ino: meta.ino() },
+            mode,
+            read_patience: DEFAULT_READ_PATIENCE,
+            _file: file,
+        })
+    }
+
+    /// Sets how long reads wait for a slot that stays mid-write (default
+    /// [`DEFAULT_READ_PATIENCE`]) before returning [`Error::SlotBusy`].
+    pub fn with_read_patience(mut self, patience: Duration) -> Store {
+        self.read_patience = patience;
+        self
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut value = Vec::new();
+        Ok(self.get_into(key, &mut value)?.then_some(value))
+    }
+
+    /// Copies the value stored under `key` into `value` (cleared first) and
+    /// returns whether the key was found. Reuses `value`'s allocation.
+    pub fn get_into(&self, key: &[u8], value: &mut Vec<u8>) -> Result<bool> {
+        self.find(key, Some(value)).map(|found| found.is_some())
+    }
+
+    /// Whether `key` is stored.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.find(key, None).map(|found| found.is_some())
+    }
+
+    /// Probes `key`'s window; returns the slot holding it.
+    fn find(&self, key: &[u8], mut value: Option<&mut Vec<u8>>) -> Result<Option<u64>> {
+        if key.len() > self.max_key_len() {
+            return Ok(None); // could never have been stored
+        }
+        let h = self.hash(key);
+        for index in self.window(h) {
+            match self.slot(index).read_for(key, h.tag, value.as_deref_mut(), self.read_patience) {
+                Ok(Seen::Match) => return Ok(Some(index)),
+                Ok(Seen::Empty) => return Ok(None),
+                Ok(Seen::Tombstone | Seen::OtherKey) => {}
+                Err(fault) => return Err(self.slot_error(index, fault)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> u64 {
+        // Relaxed: a statistic; it orders nothing else.
+        self.region.word(OFF_LIVE_COUNT).load(Ordering::Relaxed)
+    }
+
+    /// Whether the store holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live keys divided by slots.
+    pub fn load_factor(&self) -> f64 {
+        self.len() as f64 / self.layout.slot_count as f64
+    }
+
+    /// The generation counter: bumped by every committed write.
+    pub fn generation(&self) -> u64 {
+        self.region.word(OFF_GENERATION).load(Ordering::Acquire)
+    }
+
+    /// The highest fencing token any write has presented.
+    pub fn highest_fence(&self) -> u64 {
+        self.region.word(OFF_HIGHEST_FENCE).load(Ordering::Acquire)
+    }
+
+    /// Asks the kernel to write modified pages to disk now (msync). Writes are
+    /// visible to other processes without it; it matters for power loss only.
+    pub fn flush(&self) -> Result<()> {
+        self.region.flush()
+    }
+
+    /// The file this store was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The identity (device, inode) of the store file.
+    pub fn id(&self) -> StoreId {
+        self.id
+    }
+
+    /// How this handle was opened.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The strategy recorded at create: the only one whose writers may write.
+    pub fn strategy(&self) -> Strategy {
+        self.layout.strategy
+    }
+
+    /// The geometry recorded in the header.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Number of slots.
+    pub fn slot_count(&self) -> u64 {
+        self.layout.slot_count
+    }
+
+    /// Largest key this store accepts.
+    pub fn max_key_len(&self) -> usize {
+        self.layout.capacity().min(u16::MAX as usize)
+    }
+
+    /// Largest value that fits beside a key of `key_len` bytes.
+    pub fn max_value_len(&self, key_len: usize) -> usize {
+        self.layout.capacity().saturating_sub(key_len)
+    }
+
+    /// The slots `key` may occupy: what a writer of `key` must lock.
+    pub fn scope_of(&self, key: &[u8]) -> LockScope {
+        let h = self.hash(key);
+        LockScope::window(h.home, self.layout.max_probes, self.layout.slot_count)
+    }
+
+    /// A 32-bit word of the coordinator region of the header (see
+    /// `docs/FORMAT.md`), for coordinators that keep lock words in the file.
+    /// `index` counts words from the start of the region; `None` past its end.
+    /// Only available on read-write handles.
+    pub fn coordinator_word(&self, index: usize) -> Result<Option<&AtomicU32>> {
+        if self.mode != Mode::ReadWrite {
+            return Err(Error::ReadOnly);
+        }
+        Ok((index < COORDINATOR_REGION_LEN / 4).then(|| self.region.word32(COORDINATOR_REGION_OFFSET + index * 4)))
+    }
+
+    /// Refuses a writer that may not write this store: read-only handle, or
+    /// another strategy than the one recorded. Coordinators call it when made.
+    pub fn check_writer(&self, strategy: Strategy) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(Error::ReadOnly);
+        }
+        if strategy != self.layout.strategy {
+            return Err(Error::StrategyMismatch { store: self.layout.strategy, coordinator: strategy });
+        }
+        Ok(())
+    }
+
+    /// [`check_writer`](Self::check_writer) plus the coordinator's store binding.
+    pub(crate) fn check_coordinator<C: WriteCoordinator + ?Sized>(&self, coordinator: &C) -> Result<()> {
+        self.check_writer(coordinator.strategy())?;
+        match coordinator.bound_store() {
+            Some(id) if id != self.id => Err(Error::WrongStore),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn hash(&self, key: &[u8]) -> KeyHash {
+        hash_key(self.layout.hash_seed, key, self.layout.slot_count)
+    }
+
+    /// The slot indices of a key's probe window, in probe order.
+    pub(crate) fn window(&self, h: KeyHash) -> impl Iterator<Item = u64> {
+        let n = self.layout.slot_count;
+        (0..u64::from(self.layout.max_probes)).map(move |i| (h.home + i) % n)
+    }
+
+    pub(crate) fn slot(&self, index: u64) -> Slot<'_> {
+        debug_assert!(index < self.layout.slot_count);
+        let offset = HEADER_SIZE + index as usize * self.layout.slot_size as usize;
+        Slot::new(&self.region, offset, self.layout.capacity())
+    }
+
+    pub(crate) fn slot_error(&self, index: u64, fault: SlotFault) -> Error {
+        match fault {
+            SlotFault::Busy { waited } => Error::SlotBusy { slot: index, waited },
+            SlotFault::Damaged => Error::Corrupt {
+                path: self.path.clone(),
+                detail: format!("slot {index} has an impossible length or state"),
+            },
+        }
+    }
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".creating.{}", std::process::id()));
+    PathBuf::from(name)
+}
