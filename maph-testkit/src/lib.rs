@@ -1,1 +1,30 @@
-pub fn placeholder() {}
+//! # maph-testkit
+//!
+//! The one multi-process test harness of the maph workspace. Concurrency claims
+//! are proven with real processes, and every coordinator crate proves them with
+//! this same code.
+//!
+//! A test spawns children by re-running its own test binary filtered to itself
+//! (`<test binary> <test name> --exact`), with environment variables that tell
+//! the child which role to play. The test function therefore starts by asking
+//! [`child`] whether it is a child; a child does its part and exits, never
+//! returning into the test body.
+//!
+//! - [`child`], [`spawn`], [`Child`]: the low-level pieces (any roles you like).
+//! - [`CounterRace`]: P processes × M read-modify-write increments under a
+//!   coordinator, then expected versus actual.
+//!
+//! Children start together: each blocks reading its standard input until the
+//! parent closes it ([`start_all`]), so contention is real rather than staggered
+//! by process start-up.
+
+mod process;
+mod race;
+
+pub use process::{child, spawn, start_all, Child, ChildContext, Finished};
+pub use race::{CounterRace, RaceReport};
+
+/// A fresh temporary directory for a test's store files (removed on drop).
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("maph-test-").tempdir().expect("create a temporary directory")
+}

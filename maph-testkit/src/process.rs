@@ -1,0 +1,227 @@
+//! Spawning the test binary as child processes, and being one.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::{Command, ExitStatus, Stdio};
+
+const ENV_TEST: &str = "MAPH_TESTKIT_TEST";
+const ENV_ROLE: &str = "MAPH_TESTKIT_ROLE";
+const ENV_ARGS: &str = "MAPH_TESTKIT_ARGS";
+/// Separates arguments in `MAPH_TESTKIT_ARGS` (a byte no path or number uses).
+const ARG_SEPARATOR: char = '\u{1f}';
+/// Prefix of the lines a child reports to its parent on standard output.
+const REPORT_PREFIX: &str = "MAPH_TESTKIT_REPORT ";
+
+/// What a child process was spawned to do.
+#[derive(Debug, Clone)]
+pub struct ChildContext {
+    role: String,
+    args: Vec<String>,
+}
+
+impl ChildContext {
+    /// The role the parent gave this child.
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// The arguments the parent gave this child.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Argument `i`, parsed; panics with a clear message if absent or malformed.
+    pub fn arg<T: std::str::FromStr>(&self, i: usize) -> T {
+        let raw = self.args.get(i).unwrap_or_else(|| panic!("child argument {i} missing: {:?}", self.args));
+        raw.parse().unwrap_or_else(|_| panic!("child argument {i} ({raw:?}) does not parse"))
+    }
+
+    /// Blocks until the parent calls [`start_all`] (or [`Child::start`]).
+    pub fn wait_for_start(&self) {
+        let mut sink = Vec::new();
+        // EOF on stdin is the start signal.
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    }
+
+    /// Sends `key=value` to the parent (read back with [`Child::reports`]).
+    pub fn report(&self, key: &str, value: impl std::fmt::Display) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{REPORT_PREFIX}{key}={value}");
+        let _ = out.flush();
+    }
+
+    /// Ends the child process successfully. Never returns.
+    pub fn exit(self) -> ! {
+        let _ = std::io::stdout().flush();
+        std::process::exit(0)
+    }
+}
+
+/// If this process is a child spawned by [`spawn`] for the test `test`, what it
+/// should do. Call it first thing in the test function.
+pub fn child(test: &str) -> Option<ChildContext> {
+    let spawned_for = std::env::var(ENV_TEST).ok()?;
+    if spawned_for != test {
+        return None;
+    }
+    let role = std::env::var(ENV_ROLE).expect("a child has a role");
+    let args = std::env::var(ENV_ARGS)
+        .map(|a| if a.is_empty() { vec![] } else { a.split(ARG_SEPARATOR).map(String::from).collect() })
+        .unwrap_or_default();
+    Some(ChildContext { role, args })
+}
+
+/// A child process running one role of a test.
+pub struct Child {
+    role: String,
+    // `None` once `finish` took it.
+    process: Option<std::process::Child>,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+/// Spawns the current test binary as a child running `role` of the test named
+/// `test` (its full libtest name, as `cargo test -- --exact` wants it). The
+/// child waits for [`Child::start`] before doing anything that
+/// [`ChildContext::wait_for_start`] guards.
+pub fn spawn(test: &str, role: &str, args: &[String]) -> Child {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let joined = args.join(&ARG_SEPARATOR.to_string());
+    let mut process = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ENV_TEST, test)
+        .env(ENV_ROLE, role)
+        .env(ENV_ARGS, joined)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary as a child");
+    let stdin = process.stdin.take();
+    Child { role: role.to_string(), process: Some(process), stdin }
+}
+
+/// Lets every child go at once.
+pub fn start_all(children: &mut [Child]) {
+    for c in children.iter_mut() {
+        c.start();
+    }
+}
+
+/// What a finished child printed and how it ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The child's role.
+    pub role: String,
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The `key=value` lines the child reported, last value per key.
+    pub fn reports(&self) -> HashMap<String, String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(REPORT_PREFIX))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A reported value, parsed; panics with the child's output if absent.
+    pub fn report<T: std::str::FromStr>(&self, key: &str) -> T {
+        self.reports()
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("child {} did not report {key}:\n{}", self.role, self.describe()))
+    }
+
+    /// The child's output, for failure messages.
+    pub fn describe(&self) -> String {
+        format!("status {}\n--- stdout\n{}\n--- stderr\n{}", self.status, self.stdout, self.stderr)
+    }
+}
+
+impl Child {
+    /// Closes the child's standard input: its start signal.
+    pub fn start(&mut self) {
+        self.stdin.take();
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.process().id()
+    }
+
+    fn process(&self) -> &std::process::Child {
+        self.process.as_ref().expect("child not finished")
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            let _ = p.kill();
+        }
+    }
+
+    /// Reads one line the child reported with `key`, blocking until it arrives
+    /// (a real condition to wait on, instead of a sleep). Returns its value.
+    pub fn wait_for_report(&mut self, key: &str) -> String {
+        let process = self.process.as_mut().expect("child not finished");
+        let stdout = process.stdout.as_mut().expect("stdout is piped");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match stdout.read(&mut byte) {
+                Ok(0) => panic!("child {} exited before reporting {key}", self.role),
+                Ok(_) if byte[0] == b'\n' => {
+                    let text = String::from_utf8_lossy(&line).to_string();
+                    line.clear();
+                    if let Some((k, v)) = text.strip_prefix(REPORT_PREFIX).and_then(|kv| kv.split_once('=')) {
+                        if k == key {
+                            return v.to_string();
+                        }
+                    }
+                }
+                Ok(_) => line.push(byte[0]),
+                Err(e) => panic!("reading child {} output: {e}", self.role),
+            }
+        }
+    }
+
+    /// Waits for the child to exit and collects its output.
+    pub fn finish(mut self) -> Finished {
+        self.start();
+        let process = self.process.take().expect("child not finished");
+        let output = process.wait_with_output().expect("wait for child");
+        Finished {
+            role: std::mem::take(&mut self.role),
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Waits for the child and panics, showing its output, unless it succeeded.
+    pub fn finish_ok(self) -> Finished {
+        let done = self.finish();
+        assert!(done.status.success(), "child {} failed:\n{}", done.role, done.describe());
+        done
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // A test that panics must not leave children running.
+        if let Some(p) = self.process.as_mut() {
+            if let Ok(None) = p.try_wait() {
+                let _ = p.kill();
+                let _ = p.wait();
+            }
+        }
+    }
+}
