@@ -155,6 +155,14 @@ pub enum Error {
         len: u32,
     },
 
+    /// The store file was replaced at its path (for example by an optimize), so
+    /// writes to this handle would be lost.
+    #[error("{path} was replaced by a rebuilt store; reopen it (Store::reopen) and write to the new file")]
+    Retired {
+        /// The store's path.
+        path: PathBuf,
+    },
+
     /// The coordinator was made for a different store file.
     #[error(
         "this coordinator was made for another store file; make one coordinator per store \

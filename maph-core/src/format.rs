@@ -47,6 +47,8 @@ pub(crate) const OFF_GENERATION: usize = 64;
 pub(crate) const OFF_HIGHEST_FENCE: usize = 72;
 /// Number of live keys (exact except after a crash, until repair recounts).
 pub(crate) const OFF_LIVE_COUNT: usize = 80;
+/// Non-zero once another file has replaced this one at its path (see `Store::swap_in`).
+pub(crate) const OFF_RETIRED: usize = 88;
 
 /// Start of the region reserved for coordinators that keep lock words in the file.
 pub const COORDINATOR_REGION_OFFSET: usize = 1024;

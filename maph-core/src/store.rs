@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::format::{
     Layout, COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE,
-    OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT,
+    OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT, OFF_RETIRED,
 };
 use crate::hash::{hash_key, KeyHash};
 use crate::shared_memory::SharedRegion;
@@ -322,6 +322,46 @@ impl Store {
     /// The highest fencing token any write has presented.
     pub fn highest_fence(&self) -> u64 {
         self.region.word(OFF_HIGHEST_FENCE).load(Ordering::Acquire)
+    }
+
+    /// Whether another file has replaced this one at its path (an optimize or
+    /// rebuild swapped it). A long-lived reader checks this now and then and
+    /// calls [`reopen`](Self::reopen) when it turns true; writes to a retired
+    /// store are refused with [`Error::Retired`].
+    pub fn is_retired(&self) -> bool {
+        // Acquire: pairs with the Release in `swap_in`, after the rename, so a
+        // reader that sees the flag and reopens the path gets the new file.
+        self.region.word(OFF_RETIRED).load(Ordering::Acquire) != 0
+    }
+
+    /// Opens the file now at this store's path, in the same mode.
+    pub fn reopen(&self) -> Result<Store> {
+        Ok(Store::open(&self.path, self.mode)?.with_read_patience(self.read_patience))
+    }
+
+    /// Atomically puts the complete store file `replacement` at this store's
+    /// path (rename), then marks this mapping retired so that every process
+    /// reading it notices and reopens. The caller must hold the writer role
+    /// (for example a [`SingleWriter`](crate::SingleWriter), which it can move to the new
+    /// file with [`SingleWriter::transfer_to`](crate::SingleWriter::transfer_to)).
+    pub fn swap_in(&self, replacement: &Path) -> Result<()> {
+        if self.mode != Mode::ReadWrite {
+            return Err(Error::ReadOnly);
+        }
+        // Refuse anything that is not a complete store before it replaces ours.
+        Store::open(replacement, Mode::ReadOnly)?;
+        std::fs::rename(replacement, &self.path).map_err(|e| {
+            Error::io(format!("could not move {} over {}", replacement.display(), self.path.display()), e)
+        })?;
+        self.region.word(OFF_RETIRED).store(1, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn check_not_retired(&self) -> Result<()> {
+        if self.is_retired() {
+            return Err(Error::Retired { path: self.path.clone() });
+        }
+        Ok(())
     }
 
     /// Asks the kernel to write modified pages to disk now (msync). Writes are

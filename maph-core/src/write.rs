@@ -143,6 +143,7 @@ impl Store {
             return Ok(());
         }
         guard.validate()?;
+        self.check_not_retired()?;
         let exclusive = guard.coordinator().excludes_writers();
         let (plan, touched) = self.plan(&txn.ops, exclusive)?;
         if let Some(fence) = guard.fence() {

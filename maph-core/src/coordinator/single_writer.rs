@@ -81,6 +81,22 @@ impl SingleWriter {
         })
     }
 
+    /// Moves the lease to `store`, a new file at the same path (after
+    /// [`Store::swap_in`]): the lease file is the same, so it stays held
+    /// throughout and no other writer can slip in between.
+    pub fn transfer_to(self, store: &Store) -> Result<SingleWriter> {
+        store.check_writer(Self::STRATEGY)?;
+        if lock_path(store.path()) != self.lease_path {
+            return Err(Error::InvalidConfig(format!(
+                "the lease is for {}, which is not the lock file of {}",
+                self.lease_path.display(),
+                store.path().display()
+            )));
+        }
+        let repaired = store.repair_exclusively_held()?;
+        Ok(SingleWriter { store: store.id(), repaired, ..self })
+    }
+
     /// What opening repaired: slots a crashed writer left mid-write.
     pub fn repair_report(&self) -> &RepairReport {
         &self.repaired
