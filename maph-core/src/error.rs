@@ -126,7 +126,9 @@ pub enum Error {
     },
 
     /// A lock could not be acquired before the deadline.
-    #[error("could not acquire the {strategy} lock within {waited:?}; another writer holds it, retry or raise the timeout")]
+    #[error(
+        "could not acquire the {strategy} lock within {waited:?}; another writer holds it, retry or raise the timeout"
+    )]
     LockTimeout {
         /// Strategy whose lock timed out.
         strategy: Strategy,
@@ -200,17 +202,13 @@ fn writer_busy_message(pid: Option<u32>) -> String {
             "another process (pid {pid}) holds the single-writer lease; \
              send writes through it, or open read-only"
         ),
-        None => "another process holds the single-writer lease; send writes through it, or open read-only"
-            .to_string(),
+        None => "another process holds the single-writer lease; send writes through it, or open read-only".to_string(),
     }
 }
 
 impl Error {
     /// Wraps an I/O error with a sentence saying what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }

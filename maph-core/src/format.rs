@@ -121,11 +121,7 @@ impl Meta {
         let reserved_ok = (word >> 24) & 0xff == 0;
         let fits = key_len + value_len <= capacity;
         let shape_ok = state == SlotState::Live || (key_len == 0 && value_len == 0);
-        (reserved_ok && fits && shape_ok).then_some(Meta {
-            key_len,
-            state,
-            value_len,
-        })
+        (reserved_ok && fits && shape_ok).then_some(Meta { key_len, state, value_len })
     }
 }
 
@@ -150,26 +146,17 @@ impl Layout {
         if self.slot_count == 0 {
             return Err("slot count is 0; a store needs at least one slot".into());
         }
-        if self.slot_size < MIN_SLOT_SIZE
-            || self.slot_size > MAX_SLOT_SIZE
-            || self.slot_size % 64 != 0
-        {
+        if self.slot_size < MIN_SLOT_SIZE || self.slot_size > MAX_SLOT_SIZE || self.slot_size % 64 != 0 {
             return Err(format!(
                 "slot size {} must be a multiple of 64 between {MIN_SLOT_SIZE} and {MAX_SLOT_SIZE}",
                 self.slot_size
             ));
         }
         if self.max_probes == 0 || self.max_probes > MAX_PROBES_LIMIT {
-            return Err(format!(
-                "max_probes {} must be between 1 and {MAX_PROBES_LIMIT}",
-                self.max_probes
-            ));
+            return Err(format!("max_probes {} must be between 1 and {MAX_PROBES_LIMIT}", self.max_probes));
         }
         if u64::from(self.max_probes) > self.slot_count {
-            return Err(format!(
-                "max_probes {} exceeds the slot count {}",
-                self.max_probes, self.slot_count
-            ));
+            return Err(format!("max_probes {} exceeds the slot count {}", self.max_probes, self.slot_count));
         }
         self.file_len()
             .ok_or_else(|| format!("{} slots of {} bytes overflow a file size", self.slot_count, self.slot_size))?;
@@ -208,14 +195,8 @@ impl Layout {
 
     /// Decodes and validates the first 64 header bytes of `path`, whose length is `file_len`.
     pub(crate) fn decode_header(path: &Path, h: &[u8; 64], file_len: u64) -> Result<Layout> {
-        let not_a_store = |reason: &str| Error::NotAStore {
-            path: path.to_path_buf(),
-            reason: reason.to_string(),
-        };
-        let corrupt = |detail: String| Error::Corrupt {
-            path: path.to_path_buf(),
-            detail,
-        };
+        let not_a_store = |reason: &str| Error::NotAStore { path: path.to_path_buf(), reason: reason.to_string() };
+        let corrupt = |detail: String| Error::Corrupt { path: path.to_path_buf(), detail };
         if h[OFF_MAGIC..OFF_MAGIC + 4] != MAGIC {
             return Err(not_a_store("it does not start with the magic bytes MAPH"));
         }
@@ -241,8 +222,8 @@ impl Layout {
         }
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&h[OFF_STRATEGY..OFF_STRATEGY + 16]);
-        let strategy = Strategy::from_bytes(tag)
-            .ok_or_else(|| corrupt("the strategy tag is not printable ASCII".into()))?;
+        let strategy =
+            Strategy::from_bytes(tag).ok_or_else(|| corrupt("the strategy tag is not printable ASCII".into()))?;
         let layout = Layout {
             slot_count: u64_at(h, OFF_SLOT_COUNT),
             slot_size: u32_at(h, OFF_SLOT_SIZE),
@@ -280,13 +261,7 @@ mod tests {
     use super::*;
 
     fn layout() -> Layout {
-        Layout {
-            slot_count: 100,
-            slot_size: 512,
-            max_probes: 10,
-            hash_seed: 7,
-            strategy: Strategy::SINGLE_WRITER,
-        }
+        Layout { slot_count: 100, slot_size: 512, max_probes: 10, hash_seed: 7, strategy: Strategy::SINGLE_WRITER }
     }
 
     #[test]

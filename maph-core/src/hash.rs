@@ -19,10 +19,7 @@ pub(crate) fn hash_key(seed: u64, key: &[u8], slot_count: u64) -> KeyHash {
     // Lemire's multiply-shift maps the high bits onto 0..slot_count without a
     // division; the tag takes the low bits, so the two are independent.
     let home = ((u128::from(h) * u128::from(slot_count)) >> 64) as u64;
-    KeyHash {
-        home,
-        tag: h as u32,
-    }
+    KeyHash { home, tag: h as u32 }
 }
 
 /// Checksum of a slot's meta word, key and value, as stored in the slot.
@@ -43,7 +40,7 @@ mod tests {
         assert_eq!(xxh3_64_with_seed(b"hello", 0), 0x9555_e855_5c62_dcfd);
         let h = hash_key(0, b"hello", 1000);
         assert_eq!(h.tag, 0x5c62_dcfd);
-        assert_eq!(h.home, (0x9555_e855_5c62_dcfd_u128 * 1000 >> 64) as u64);
+        assert_eq!(h.home, ((0x9555_e855_5c62_dcfd_u128 * 1000) >> 64) as u64);
     }
 
     #[test]

@@ -31,12 +31,8 @@ impl SharedRegion {
     pub fn map(file: &File, len: usize, writable: bool) -> Result<SharedRegion> {
         let mut options = MmapOptions::new();
         options.len(len);
-        let map = if writable {
-            options.map_raw(file)
-        } else {
-            options.map_raw_read_only(file)
-        }
-        .map_err(|e| Error::io("could not map the store into memory", e))?;
+        let map = if writable { options.map_raw(file) } else { options.map_raw_read_only(file) }
+            .map_err(|e| Error::io("could not map the store into memory", e))?;
         Ok(SharedRegion { map, len })
     }
 
@@ -103,15 +99,12 @@ impl SharedRegion {
         for (i, chunk) in bytes.chunks(8).enumerate() {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.word(offset + i * 8)
-                .store(u64::from_le_bytes(word), Ordering::Relaxed);
+            self.word(offset + i * 8).store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
     }
 
     /// msync: asks the kernel to write dirty pages back to the file now.
     pub fn flush(&self) -> Result<()> {
-        self.map
-            .flush()
-            .map_err(|e| Error::io("could not flush the store to disk (msync)", e))
+        self.map.flush().map_err(|e| Error::io("could not flush the store to disk (msync)", e))
     }
 }

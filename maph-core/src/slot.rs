@@ -141,28 +141,23 @@ impl<'r> Slot<'r> {
                 continue;
             }
             let meta = Meta::decode(self.meta_word().load(Ordering::Relaxed), self.capacity);
-            let seen = match meta {
-                None => None, // torn or damaged: decided after validation
-                Some(m) => Some(match m.state {
-                    SlotState::Empty => Seen::Empty,
-                    SlotState::Tombstone => Seen::Tombstone,
-                    SlotState::Live => {
-                        let body = self.offset + SLOT_OFF_BODY;
-                        if (before >> 32) as u32 == tag
-                            && m.key_len == key.len()
-                            && self.region.equals(body, key)
-                        {
-                            if let Some(out) = value_out.as_deref_mut() {
-                                out.clear();
-                                self.region.copy_out(body + m.key_len, m.value_len, out);
-                            }
-                            Seen::Match
-                        } else {
-                            Seen::OtherKey
+            // `None` (torn or damaged meta) is decided after validation.
+            let seen = meta.map(|m| match m.state {
+                SlotState::Empty => Seen::Empty,
+                SlotState::Tombstone => Seen::Tombstone,
+                SlotState::Live => {
+                    let body = self.offset + SLOT_OFF_BODY;
+                    if (before >> 32) as u32 == tag && m.key_len == key.len() && self.region.equals(body, key) {
+                        if let Some(out) = value_out.as_deref_mut() {
+                            out.clear();
+                            self.region.copy_out(body + m.key_len, m.value_len, out);
                         }
+                        Seen::Match
+                    } else {
+                        Seen::OtherKey
                     }
-                }),
-            };
+                }
+            });
             fence(Ordering::Acquire);
             if self.hash_version().load(Ordering::Relaxed) == before {
                 return seen.ok_or(SlotFault::Damaged);
@@ -186,8 +181,7 @@ impl<'r> Slot<'r> {
             let meta = Meta::decode(meta_word, self.capacity);
             body.clear();
             if let Some(m) = meta {
-                self.region
-                    .copy_out(self.offset + SLOT_OFF_BODY, m.key_len + m.value_len, &mut body);
+                self.region.copy_out(self.offset + SLOT_OFF_BODY, m.key_len + m.value_len, &mut body);
             }
             fence(Ordering::Acquire);
             if self.hash_version().load(Ordering::Relaxed) == before {
@@ -204,10 +198,7 @@ impl<'r> Slot<'r> {
     /// it; `scratch` is reused to avoid an allocation per write.
     pub fn write(&self, entry: Option<(&[u8], &[u8])>, tag: u32, scratch: &mut Vec<u8>) {
         let (meta, tag) = match entry {
-            Some((key, value)) => (
-                Meta { key_len: key.len(), state: SlotState::Live, value_len: value.len() },
-                tag,
-            ),
+            Some((key, value)) => (Meta { key_len: key.len(), state: SlotState::Live, value_len: value.len() }, tag),
             None => (Meta { key_len: 0, state: SlotState::Tombstone, value_len: 0 }, 0),
         };
         scratch.clear();
@@ -227,10 +218,7 @@ impl<'r> Slot<'r> {
         self.meta_word().store(meta.encode(), Ordering::Relaxed);
         self.checksum_word().store(checksum, Ordering::Relaxed);
         self.region.copy_in(self.offset + SLOT_OFF_BODY, &scratch[8..]);
-        hash_version.store(
-            u64::from(tag) << 32 | u64::from(version.wrapping_add(2)),
-            Ordering::Release,
-        );
+        hash_version.store(u64::from(tag) << 32 | u64::from(version.wrapping_add(2)), Ordering::Release);
     }
 
     /// Repairs a slot a dead writer left odd: completes it if its content is whole,
@@ -246,8 +234,7 @@ impl<'r> Slot<'r> {
         let stored = self.checksum_word().load(Ordering::Relaxed);
         if let Some(m) = meta {
             let mut body = Vec::new();
-            self.region
-                .copy_out(self.offset + SLOT_OFF_BODY, m.key_len + m.value_len, &mut body);
+            self.region.copy_out(self.offset + SLOT_OFF_BODY, m.key_len + m.value_len, &mut body);
             if checksum_of(m, &body) == stored {
                 let tag = match m.state {
                     SlotState::Live => hash_key(seed, &body[..m.key_len], slot_count).tag,

@@ -90,9 +90,7 @@ impl Config {
 }
 
 fn random_seed() -> u64 {
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     xxhash_rust::xxh3::xxh3_64_with_seed(&clock.to_le_bytes(), u64::from(std::process::id()))
 }
 
@@ -211,21 +209,15 @@ impl Store {
     /// is not a complete store of this format version.
     pub fn open(path: impl AsRef<Path>, mode: Mode) -> Result<Store> {
         let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(mode == Mode::ReadWrite)
-            .open(path)
-            .map_err(|e| {
-                let hint = match e.kind() {
-                    std::io::ErrorKind::NotFound => " (no such file: create it first)",
-                    std::io::ErrorKind::PermissionDenied => " (permission denied: open it read-only?)",
-                    _ => "",
-                };
-                Error::io(format!("could not open {}{hint}", path.display()), e)
-            })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(format!("could not stat {}", path.display()), e))?;
+        let file = OpenOptions::new().read(true).write(mode == Mode::ReadWrite).open(path).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => " (no such file: create it first)",
+                std::io::ErrorKind::PermissionDenied => " (permission denied: open it read-only?)",
+                _ => "",
+            };
+            Error::io(format!("could not open {}{hint}", path.display()), e)
+        })?;
+        let meta = file.metadata().map_err(|e| Error::io(format!("could not stat {}", path.display()), e))?;
         if !meta.is_file() {
             return Err(Error::NotAStore { path: path.into(), reason: "it is not a regular file".into() });
         }

@@ -30,17 +30,11 @@ impl Strategy {
     /// empty, longer than 16 bytes, or not printable ASCII.
     pub const fn new(name: &str) -> Strategy {
         let bytes = name.as_bytes();
-        assert!(
-            !bytes.is_empty() && bytes.len() <= STRATEGY_LEN,
-            "a strategy name has 1 to 16 bytes"
-        );
+        assert!(!bytes.is_empty() && bytes.len() <= STRATEGY_LEN, "a strategy name has 1 to 16 bytes");
         let mut tag = [0u8; STRATEGY_LEN];
         let mut i = 0;
         while i < bytes.len() {
-            assert!(
-                bytes[i] > b' ' && bytes[i] < 0x7f,
-                "a strategy name is printable ASCII"
-            );
+            assert!(bytes[i] > b' ' && bytes[i] < 0x7f, "a strategy name is printable ASCII");
             tag[i] = bytes[i];
             i += 1;
         }
@@ -51,9 +45,7 @@ impl Strategy {
     pub fn from_bytes(bytes: [u8; STRATEGY_LEN]) -> Option<Strategy> {
         let len = bytes.iter().position(|&b| b == 0).unwrap_or(STRATEGY_LEN);
         let (name, padding) = bytes.split_at(len);
-        let valid = !name.is_empty()
-            && name.iter().all(|&b| b > b' ' && b < 0x7f)
-            && padding.iter().all(|&b| b == 0);
+        let valid = !name.is_empty() && name.iter().all(|&b| b > b' ' && b < 0x7f) && padding.iter().all(|&b| b == 0);
         valid.then_some(Strategy(bytes))
     }
 

@@ -73,7 +73,9 @@ impl<'s> WriteTxn<'s> {
 #[derive(Clone, Copy, Debug)]
 enum Planned {
     /// Holds the key and value of operation `op`.
-    Live { op: usize },
+    Live {
+        op: usize,
+    },
     Tombstone,
 }
 
@@ -259,9 +261,7 @@ impl Store {
         if exclusive && slot.is_odd() {
             slot.repair(self.layout.hash_seed, self.layout.slot_count, scratch);
         }
-        let seen = slot
-            .read_for(key, tag, None, self.read_patience)
-            .map_err(|fault| self.slot_error(index, fault))?;
+        let seen = slot.read_for(key, tag, None, self.read_patience).map_err(|fault| self.slot_error(index, fault))?;
         Ok(match seen {
             crate::slot::Seen::Match => Seen::Match,
             crate::slot::Seen::Empty => Seen::Empty,
@@ -271,10 +271,7 @@ impl Store {
     }
 
     fn slot_is_live(&self, index: u64) -> Result<bool> {
-        let copy = self
-            .slot(index)
-            .read_entry(self.read_patience)
-            .map_err(|fault| self.slot_error(index, fault))?;
+        let copy = self.slot(index).read_entry(self.read_patience).map_err(|fault| self.slot_error(index, fault))?;
         Ok(copy.meta.state == SlotState::Live)
     }
 }

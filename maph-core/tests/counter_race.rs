@@ -7,16 +7,17 @@ use maph_testkit::{child, spawn, CounterRace};
 /// gets it), so every increment lands.
 #[test]
 fn single_writer_lease_serialises_processes() {
-    let report = CounterRace::new("single_writer_lease_serialises_processes", 4, 2_000).run(Config::new(256), |store| {
-        // The lease is exclusive per process: wait for it like a job queue would.
-        loop {
-            match SingleWriter::new(store) {
-                Ok(w) => return Ok(w),
-                Err(Error::WriterBusy { .. }) => std::thread::yield_now(),
-                Err(e) => return Err(e),
+    let report =
+        CounterRace::new("single_writer_lease_serialises_processes", 4, 2_000).run(Config::new(256), |store| {
+            // The lease is exclusive per process: wait for it like a job queue would.
+            loop {
+                match SingleWriter::new(store) {
+                    Ok(w) => return Ok(w),
+                    Err(Error::WriterBusy { .. }) => std::thread::yield_now(),
+                    Err(e) => return Err(e),
+                }
             }
-        }
-    });
+        });
     println!("{report}");
     assert_eq!(report.actual, report.expected, "{report}");
 }
@@ -30,8 +31,11 @@ fn uncoordinated_writers_lose_updates() {
     let mut total_lost = 0;
     for round in 0..5 {
         let path = dir.path().join(format!("race-{round}.maph"));
-        let report = CounterRace::new("uncoordinated_writers_lose_updates", 4, 20_000)
-            .run_at(&path, Config::new(256).strategy(Strategy::UNCOORDINATED), |_| Ok(Uncoordinated::new()));
+        let report = CounterRace::new("uncoordinated_writers_lose_updates", 4, 20_000).run_at(
+            &path,
+            Config::new(256).strategy(Strategy::UNCOORDINATED),
+            |_| Ok(Uncoordinated::new()),
+        );
         println!("round {round}: {report}");
         assert!(report.actual <= report.expected, "more increments than were made: {report}");
         total_lost += report.lost();

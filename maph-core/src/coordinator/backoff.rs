@@ -34,9 +34,8 @@ impl Backoff {
     /// A backoff with the given first and largest sleep (a network lock wants
     /// milliseconds, not microseconds).
     pub fn with_limits(first_sleep: Duration, max_sleep: Duration) -> Backoff {
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let clock =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let local = 0u8;
         // Time, process and stack address differ between waiters started together.
         let seed = clock ^ u64::from(std::process::id()) << 32 ^ (&local as *const u8 as u64);

@@ -159,8 +159,8 @@ pub trait WriteCoordinator: Send + Sync {
     where
         Self: Sized,
     {
-        let ticket = timed_acquire(self, Access::Exclusive, scope, Wait::Forever)?
-            .expect("Wait::Forever always acquires");
+        let ticket =
+            timed_acquire(self, Access::Exclusive, scope, Wait::Forever)?.expect("Wait::Forever always acquires");
         Ok(ExclusiveGuard::new(self, ticket))
     }
 
@@ -197,8 +197,7 @@ pub trait WriteCoordinator: Send + Sync {
     where
         Self: Sized,
     {
-        let ticket = timed_acquire(self, Access::Shared, scope, Wait::Forever)?
-            .expect("Wait::Forever always acquires");
+        let ticket = timed_acquire(self, Access::Shared, scope, Wait::Forever)?.expect("Wait::Forever always acquires");
         Ok(SharedGuard::new(self, ticket))
     }
 
@@ -264,10 +263,8 @@ fn acquire_or_time_out<C: WriteCoordinator + ?Sized>(
     deadline: Instant,
 ) -> Result<Ticket> {
     let started = Instant::now();
-    timed_acquire(coordinator, access, scope, Wait::Until(deadline))?.ok_or_else(|| Error::LockTimeout {
-        strategy: coordinator.strategy(),
-        waited: started.elapsed(),
-    })
+    timed_acquire(coordinator, access, scope, Wait::Until(deadline))?
+        .ok_or_else(|| Error::LockTimeout { strategy: coordinator.strategy(), waited: started.elapsed() })
 }
 
 /// Coordinators behind a pointer are coordinators too, so `Box<dyn WriteCoordinator>`

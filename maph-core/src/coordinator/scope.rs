@@ -34,11 +34,7 @@ pub enum LockScope {
 impl LockScope {
     /// The window of `len` slots from `first` in a table of `slot_count` slots.
     pub fn window(first: u64, len: u32, slot_count: u64) -> LockScope {
-        LockScope::Window {
-            first: first % slot_count.max(1),
-            len: u64::from(len).min(slot_count) as u32,
-            slot_count,
-        }
+        LockScope::Window { first: first % slot_count.max(1), len: u64::from(len).min(slot_count) as u32, slot_count }
     }
 
     /// The slot ranges covered, in ascending order (at most two, when a window
@@ -72,9 +68,9 @@ impl LockScope {
         match (self, other) {
             (LockScope::Whole, _) => true,
             (LockScope::Window { .. }, LockScope::Whole) => false,
-            (LockScope::Window { .. }, LockScope::Window { .. }) => other
-                .ranges()
-                .all(|r| self.ranges().any(|mine| mine.start <= r.start && r.end <= mine.end)),
+            (LockScope::Window { .. }, LockScope::Window { .. }) => {
+                other.ranges().all(|r| self.ranges().any(|mine| mine.start <= r.start && r.end <= mine.end))
+            }
         }
     }
 }

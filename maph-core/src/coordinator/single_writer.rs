@@ -106,7 +106,6 @@ impl SingleWriter {
     pub fn lease_path(&self) -> &std::path::Path {
         &self.lease_path
     }
-
 }
 
 impl WriteCoordinator for SingleWriter {
