@@ -250,7 +250,12 @@ impl<'r> Slot<'r> {
     }
 }
 
+/// The checksum a slot with this content must carry. A never-written slot is all
+/// zero, checksum included, so `Empty` checks against 0.
 fn checksum_of(meta: Meta, body: &[u8]) -> u64 {
+    if meta.state == SlotState::Empty {
+        return 0;
+    }
     let mut bytes = Vec::with_capacity(8 + body.len());
     bytes.extend_from_slice(&meta.encode().to_le_bytes());
     bytes.extend_from_slice(body);

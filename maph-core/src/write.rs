@@ -22,6 +22,9 @@ use crate::{Error, ExclusiveGuard, LockScope, Result, Store, WriteCoordinator};
 pub struct WriteTxn<'s> {
     store: &'s Store,
     scope: LockScope,
+    /// Whether the guard's coordinator excludes other writers (then an odd slot
+    /// in scope was abandoned by a dead writer and may be repaired).
+    exclusive: bool,
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
@@ -51,6 +54,9 @@ impl<'s> WriteTxn<'s> {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some((_, value)) = self.ops.iter().rev().find(|(k, _)| k == key) {
             return Ok(value.clone());
+        }
+        if self.exclusive && self.scope.covers(&self.store.scope_of(key)) {
+            self.store.repair_window(key);
         }
         self.store.get(key)
     }
@@ -101,7 +107,8 @@ impl Store {
         F: FnOnce(&mut WriteTxn<'_>) -> Result<()>,
     {
         self.check_coordinator(guard.coordinator())?;
-        let mut txn = WriteTxn { store: self, scope: guard.scope(), ops: Vec::new() };
+        let exclusive = guard.coordinator().excludes_writers();
+        let mut txn = WriteTxn { store: self, scope: guard.scope(), exclusive, ops: Vec::new() };
         f(&mut txn)?;
         self.commit(guard, txn)
     }
@@ -268,6 +275,18 @@ impl Store {
             crate::slot::Seen::Tombstone => Seen::Free,
             crate::slot::Seen::OtherKey => Seen::Other,
         })
+    }
+
+    /// Repairs any slot of `key`'s window that a dead writer left mid-write.
+    /// Only for a caller holding the window under a coordinator that excludes writers.
+    fn repair_window(&self, key: &[u8]) {
+        let mut scratch = Vec::new();
+        for index in self.window(self.hash(key)) {
+            let slot = self.slot(index);
+            if slot.is_odd() {
+                slot.repair(self.layout.hash_seed, self.layout.slot_count, &mut scratch);
+            }
+        }
     }
 
     fn slot_is_live(&self, index: u64) -> Result<bool> {

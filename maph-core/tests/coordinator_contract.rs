@@ -1,0 +1,185 @@
+//! The guard protocol of the trait, checked with maph-core's own coordinators
+//! and a fencing test coordinator.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use maph_core::{
+    Access, Config, ContentionCounters, Error, LocalGate, LockScope, Mode, SingleWriter, Store, Strategy, Ticket,
+    Wait, WriteCoordinator,
+};
+
+fn store_at(dir: &std::path::Path, config: Config) -> Store {
+    let path = dir.join("contract.maph");
+    Store::create(&path, config).unwrap();
+    Store::open(&path, Mode::ReadWrite).unwrap()
+}
+
+#[test]
+fn threads_sharing_a_single_writer_do_not_lose_updates() {
+    let dir = maph_testkit::temp_dir();
+    let store = Arc::new(store_at(dir.path(), Config::new(64)));
+    let writer = Arc::new(SingleWriter::new(&store).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, writer) = (store.clone(), writer.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5_000 {
+                    store
+                        .update(&writer, b"n", |old| {
+                            let n: u64 = old.map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                            Some((n + 1).to_string())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(store.get(b"n").unwrap().as_deref(), Some(&b"20000"[..]));
+    assert_eq!(writer.contention().acquisitions, 20_000);
+}
+
+#[test]
+fn a_panic_inside_a_write_releases_the_lock() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64));
+    let writer = SingleWriter::new(&store).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.write(&writer, |tx| {
+            tx.set(b"half", b"done")?;
+            panic!("the application failed mid-write");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(writer.try_lock_exclusive(LockScope::Whole).unwrap().is_some(), "the lock was released");
+    assert_eq!(store.get(b"half").unwrap(), None, "nothing of the panicked write was committed");
+}
+
+#[test]
+fn an_error_inside_a_write_releases_the_lock_and_writes_nothing() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64));
+    let writer = SingleWriter::new(&store).unwrap();
+    let result = store.write(&writer, |tx| {
+        tx.set(b"a", b"1")?;
+        Err(Error::InvalidConfig("the caller changed its mind".into()))
+    });
+    assert!(result.is_err());
+    assert!(writer.try_lock_exclusive(LockScope::Whole).unwrap().is_some());
+    assert_eq!((store.len(), store.generation()), (0, 0));
+}
+
+#[test]
+fn a_deadline_is_honoured_and_counted() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64));
+    let writer = SingleWriter::new(&store).unwrap();
+    let held = writer.lock_exclusive(LockScope::Whole).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let started = Instant::now();
+            let deadline = started + Duration::from_millis(50);
+            let err = writer.lock_exclusive_until(LockScope::Whole, deadline).unwrap_err();
+            assert!(Instant::now() >= deadline, "gave up before the deadline");
+            assert!(started.elapsed() < Duration::from_secs(5), "gave up far too late");
+            assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+            assert!(writer.try_lock_exclusive(LockScope::Whole).unwrap().is_none());
+        });
+    });
+    drop(held);
+    let stats = writer.contention();
+    assert_eq!((stats.acquisitions, stats.timeouts), (1, 2));
+    assert!(stats.longest_wait >= Duration::from_millis(50));
+}
+
+#[test]
+fn waits_are_measured_and_slow_waits_reported() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64));
+    let writer = SingleWriter::new(&store).unwrap();
+    let warnings = Arc::new(AtomicU64::new(0));
+    let w = warnings.clone();
+    writer.counters().warn_on_slow_wait(Duration::from_millis(5), move |_| {
+        w.fetch_add(1, Ordering::Relaxed);
+    });
+    let held = writer.lock_exclusive(LockScope::Whole).unwrap();
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            barrier.wait();
+            let _g = writer.lock_exclusive(LockScope::Whole).unwrap();
+        });
+        barrier.wait();
+        // The waiter is now blocked (or about to be) on the held lock; keep it
+        // there long enough to cross the warning threshold.
+        std::thread::sleep(Duration::from_millis(30));
+        drop(held);
+        waiter.join().unwrap();
+    });
+    let stats = writer.contention();
+    assert_eq!((stats.acquisitions, stats.contended), (2, 1));
+    assert!(stats.total_wait >= Duration::from_millis(5), "{stats:?}");
+    assert_eq!(warnings.load(Ordering::Relaxed), 1);
+}
+
+/// A coordinator that issues a new fencing token per acquisition and can be told
+/// to present an old one, as a holder paused past its lease would.
+struct Fencing {
+    gate: LocalGate,
+    next: AtomicU64,
+    replay: AtomicU64,
+    counters: ContentionCounters,
+}
+
+impl WriteCoordinator for Fencing {
+    fn strategy(&self) -> Strategy {
+        Strategy::new("fencing-test")
+    }
+    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> maph_core::Result<Option<Ticket>> {
+        if !self.gate.acquire(access, wait) {
+            return Ok(None);
+        }
+        let replay = self.replay.swap(0, Ordering::Relaxed);
+        let fence = if replay > 0 { replay } else { self.next.fetch_add(1, Ordering::Relaxed) };
+        Ok(Some(Ticket { fence: Some(fence), ..Ticket::new(access, scope) }))
+    }
+    unsafe fn release(&self, ticket: Ticket) {
+        unsafe { self.gate.release(ticket.access) }
+    }
+    fn counters(&self) -> &ContentionCounters {
+        &self.counters
+    }
+}
+
+#[test]
+fn a_lower_fencing_token_is_refused() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64).strategy(Strategy::new("fencing-test")));
+    let coord =
+        Fencing { gate: LocalGate::new(), next: AtomicU64::new(1), replay: AtomicU64::new(0), counters: Default::default() };
+    store.set(&coord, b"k", b"first").unwrap(); // token 1
+    store.set(&coord, b"k", b"second").unwrap(); // token 2
+    assert_eq!(store.highest_fence(), 2);
+    coord.replay.store(1, Ordering::Relaxed); // a stale holder comes back with token 1
+    match store.set(&coord, b"k", b"stale") {
+        Err(Error::StaleFence { presented: 1, highest: 2 }) => {}
+        other => panic!("expected StaleFence, got {other:?}"),
+    }
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"second"[..]));
+    store.set(&coord, b"k", b"third").unwrap(); // token 3 is fine
+    assert_eq!(store.highest_fence(), 3);
+}
+
+#[test]
+fn boxed_coordinators_work_for_strategies_chosen_at_run_time() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64));
+    let chosen: Box<dyn WriteCoordinator> = Box::new(SingleWriter::new(&store).unwrap());
+    store.set(&chosen, b"k", b"v").unwrap();
+    let guard = chosen.lock_shared(LockScope::Whole).unwrap();
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(guard);
+    assert_eq!(chosen.contention().acquisitions, 2);
+}
