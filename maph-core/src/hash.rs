@@ -22,12 +22,6 @@ pub(crate) fn hash_key(seed: u64, key: &[u8], slot_count: u64) -> KeyHash {
     KeyHash { home, tag: h as u32 }
 }
 
-/// Checksum of a slot's meta word, key and value, as stored in the slot.
-#[inline]
-pub(crate) fn slot_checksum(meta_and_body: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(meta_and_body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

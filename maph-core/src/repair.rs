@@ -73,10 +73,9 @@ impl Store {
     /// Repair for a caller that knows no other writer exists.
     pub(crate) fn repair_exclusively_held(&self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
-        let mut scratch = Vec::new();
         for index in 0..self.layout.slot_count {
             let slot = self.slot(index);
-            match slot.repair(self.layout.hash_seed, self.layout.slot_count, &mut scratch) {
+            match slot.repair(self.layout.hash_seed, self.layout.slot_count) {
                 Some(Repaired::Finished) => report.finished.push(index),
                 Some(Repaired::Cleared) => report.cleared.push(index),
                 None => {}
@@ -85,7 +84,7 @@ impl Store {
                 report.live += u64::from(copy.meta.state == SlotState::Live);
             } else {
                 // A slot with impossible lengths: clear it too.
-                slot.write(None, 0, &mut scratch);
+                slot.write(None);
                 report.cleared.push(index);
             }
         }

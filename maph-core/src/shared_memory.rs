@@ -68,16 +68,25 @@ impl SharedRegion {
     /// writer; the caller validates.
     #[inline]
     pub fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
-        out.reserve(len);
-        let end = offset + len;
-        let mut at = offset;
-        while at < end {
-            let word_start = at & !7;
-            let word = self.word(word_start).load(Ordering::Relaxed).to_le_bytes();
-            let upto = (end - word_start).min(8);
-            out.extend_from_slice(&word[at - word_start..upto]);
-            at = word_start + upto;
+        if len == 0 {
+            return;
         }
+        let start = out.len();
+        out.reserve(len + 16);
+        let end = offset + len;
+        let first_word = offset & !7;
+        // Whole words, 8 fixed-size bytes at a time (no variable-length memcpy),
+        // then cut off the bytes before `offset` and after `end`.
+        let mut at = first_word;
+        while at < end {
+            out.extend_from_slice(&self.word(at).load(Ordering::Relaxed).to_le_bytes());
+            at += 8;
+        }
+        let skip = offset - first_word;
+        if skip > 0 {
+            out.copy_within(start + skip..start + skip + len, start);
+        }
+        out.truncate(start + len);
     }
 
     /// Whether the `bytes.len()` bytes at `offset` (8-aligned) equal `bytes`.
@@ -96,10 +105,17 @@ impl SharedRegion {
     /// the last word. Only a writer holding the slot calls this.
     #[inline]
     pub fn copy_in(&self, offset: usize, bytes: &[u8]) {
-        for (i, chunk) in bytes.chunks(8).enumerate() {
+        let mut words = bytes.chunks_exact(8);
+        let mut at = offset;
+        for word in &mut words {
+            self.word(at).store(u64::from_le_bytes(word.try_into().expect("8 bytes")), Ordering::Relaxed);
+            at += 8;
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.word(offset + i * 8).store(u64::from_le_bytes(word), Ordering::Relaxed);
+            word[..tail.len()].copy_from_slice(tail);
+            self.word(at).store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
     }
 

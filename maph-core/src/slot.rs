@@ -27,7 +27,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::format::{Meta, SlotState, SLOT_OFF_BODY, SLOT_OFF_CHECKSUM, SLOT_OFF_META};
-use crate::hash::{hash_key, slot_checksum};
+use crate::hash::hash_key;
 use crate::shared_memory::SharedRegion;
 
 /// Why a slot could not be read.
@@ -37,6 +37,11 @@ pub(crate) enum SlotFault {
     Busy { waited: Duration },
     /// A stable copy of the slot is malformed (the file was damaged).
     Damaged,
+}
+
+thread_local! {
+    /// Reused by `Slot::write` to compose a slot's bytes without allocating.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What a slot holds from the point of view of one key.
@@ -193,38 +198,44 @@ impl<'r> Slot<'r> {
         }
     }
 
-    /// Writes a live entry (`key`, `value`) or a tombstone (`None`) into the slot.
-    /// The caller holds the slot through its coordinator, so no other writer is in
-    /// it; `scratch` is reused to avoid an allocation per write.
-    pub fn write(&self, entry: Option<(&[u8], &[u8])>, tag: u32, scratch: &mut Vec<u8>) {
-        let (meta, tag) = match entry {
-            Some((key, value)) => (Meta { key_len: key.len(), state: SlotState::Live, value_len: value.len() }, tag),
-            None => (Meta { key_len: 0, state: SlotState::Tombstone, value_len: 0 }, 0),
+    /// Writes a live entry (`key`, `value`, key hash `tag`) or a tombstone
+    /// (`None`) into the slot. The caller holds the slot through its coordinator,
+    /// so no other writer is in it.
+    pub fn write(&self, entry: Option<(&[u8], &[u8], u32)>) {
+        let (meta, key, value, tag) = match entry {
+            Some((key, value, tag)) => {
+                (Meta { key_len: key.len(), state: SlotState::Live, value_len: value.len() }, key, value, tag)
+            }
+            None => (Meta { key_len: 0, state: SlotState::Tombstone, value_len: 0 }, &[][..], &[][..], 0),
         };
-        scratch.clear();
-        scratch.extend_from_slice(&meta.encode().to_le_bytes());
-        if let Some((key, value)) = entry {
-            scratch.extend_from_slice(key);
-            scratch.extend_from_slice(value);
-        }
-        let checksum = slot_checksum(scratch);
+        // Compose meta ‖ key ‖ value once: it is both what the checksum covers
+        // and, from byte 8 on, the slot body. A per-thread buffer saves an
+        // allocation per write.
+        SCRATCH.with(|scratch| {
+            let mut bytes = scratch.borrow_mut();
+            bytes.clear();
+            bytes.extend_from_slice(&meta.encode().to_le_bytes());
+            bytes.extend_from_slice(key);
+            bytes.extend_from_slice(value);
+            let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
 
-        let hash_version = self.hash_version();
-        // Relaxed: we are the only writer of this word while we hold the slot.
-        let old = hash_version.load(Ordering::Relaxed);
-        let version = (old as u32) & !1; // an abandoned odd version is rounded down
-        hash_version.store((old & !0xffff_ffff) | u64::from(version.wrapping_add(1)), Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.meta_word().store(meta.encode(), Ordering::Relaxed);
-        self.checksum_word().store(checksum, Ordering::Relaxed);
-        self.region.copy_in(self.offset + SLOT_OFF_BODY, &scratch[8..]);
-        hash_version.store(u64::from(tag) << 32 | u64::from(version.wrapping_add(2)), Ordering::Release);
+            let hash_version = self.hash_version();
+            // Relaxed: we are the only writer of this word while we hold the slot.
+            let old = hash_version.load(Ordering::Relaxed);
+            let version = (old as u32) & !1; // an abandoned odd version is rounded down
+            hash_version.store((old & !0xffff_ffff) | u64::from(version.wrapping_add(1)), Ordering::Relaxed);
+            fence(Ordering::Release);
+            self.meta_word().store(meta.encode(), Ordering::Relaxed);
+            self.checksum_word().store(checksum, Ordering::Relaxed);
+            self.region.copy_in(self.offset + SLOT_OFF_BODY, &bytes[8..]);
+            hash_version.store(u64::from(tag) << 32 | u64::from(version.wrapping_add(2)), Ordering::Release);
+        });
     }
 
     /// Repairs a slot a dead writer left odd: completes it if its content is whole,
     /// otherwise turns it into a tombstone. The caller must hold the slot and know
     /// that no live writer is in it. Returns `None` if the slot was not odd.
-    pub fn repair(&self, seed: u64, slot_count: u64, scratch: &mut Vec<u8>) -> Option<Repaired> {
+    pub fn repair(&self, seed: u64, slot_count: u64) -> Option<Repaired> {
         let hash_version = self.hash_version();
         let old = hash_version.load(Ordering::Acquire);
         if old & 1 == 0 {
@@ -245,7 +256,7 @@ impl<'r> Slot<'r> {
                 return Some(Repaired::Finished);
             }
         }
-        self.write(None, 0, scratch);
+        self.write(None);
         Some(Repaired::Cleared)
     }
 }
@@ -253,11 +264,20 @@ impl<'r> Slot<'r> {
 /// The checksum a slot with this content must carry. A never-written slot is all
 /// zero, checksum included, so `Empty` checks against 0.
 fn checksum_of(meta: Meta, body: &[u8]) -> u64 {
+    let (key, value) = body.split_at(meta.key_len.min(body.len()));
+    checksum_of_parts(meta, key, value)
+}
+
+/// xxh3-64 of the meta word's bytes, the key and the value (as `Slot::write`
+/// computes it over the composed bytes), streamed so repair and verify need not
+/// copy the three together.
+fn checksum_of_parts(meta: Meta, key: &[u8], value: &[u8]) -> u64 {
     if meta.state == SlotState::Empty {
         return 0;
     }
-    let mut bytes = Vec::with_capacity(8 + body.len());
-    bytes.extend_from_slice(&meta.encode().to_le_bytes());
-    bytes.extend_from_slice(body);
-    slot_checksum(&bytes)
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    hasher.update(&meta.encode().to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    hasher.digest()
 }

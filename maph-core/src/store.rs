@@ -447,7 +447,8 @@ impl Store {
     /// The slot indices of a key's probe window, in probe order.
     pub(crate) fn window(&self, h: KeyHash) -> impl Iterator<Item = u64> {
         let n = self.layout.slot_count;
-        (0..u64::from(self.layout.max_probes)).map(move |i| (h.home + i) % n)
+        // home < n and max_probes <= n, so one subtraction wraps (no division).
+        (h.home..h.home + u64::from(self.layout.max_probes)).map(move |i| if i >= n { i - n } else { i })
     }
 
     pub(crate) fn slot(&self, index: u64) -> Slot<'_> {

@@ -11,10 +11,12 @@
 //! a shared guard, for strategies that support one.
 
 use std::collections::HashMap;
+
+use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 
-use crate::format::{SlotState, OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT};
-use crate::slot::Slot;
+use crate::format::{OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT};
+use crate::slot::Seen;
 use crate::{Error, ExclusiveGuard, LockScope, Result, Store, WriteCoordinator};
 
 /// The operations of one write, applied together when the closure returns `Ok`.
@@ -34,10 +36,7 @@ impl<'s> WriteTxn<'s> {
     /// outside the locked scope.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check_key(key)?;
-        let max = self.store.max_value_len(key.len());
-        if value.len() > max {
-            return Err(Error::ValueTooLarge { len: value.len(), max });
-        }
+        self.store.check_value_len(key, value)?;
         self.ops.push((key.to_vec(), Some(value.to_vec())));
         Ok(())
     }
@@ -62,10 +61,7 @@ impl<'s> WriteTxn<'s> {
     }
 
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        let max = self.store.max_key_len();
-        if key.len() > max {
-            return Err(Error::KeyTooLarge { len: key.len(), max });
-        }
+        self.store.check_key_len(key)?;
         let needed = self.store.scope_of(key);
         if !self.scope.covers(&needed) {
             let LockScope::Window { first, len, .. } = needed else { unreachable!("a key's scope is a window") };
@@ -75,14 +71,61 @@ impl<'s> WriteTxn<'s> {
     }
 }
 
+/// One operation of a commit, borrowed: a key and its new value (`None` removes).
+type OpRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Where a planned operation leaves a slot.
 #[derive(Clone, Copy, Debug)]
 enum Planned {
-    /// Holds the key and value of operation `op`.
+    /// Holds the key and value of operation `op`, whose key hash tag is `tag`.
     Live {
         op: usize,
+        tag: u32,
     },
     Tombstone,
+}
+
+/// The slots a commit will write, each once, with its final state.
+///
+/// Commits are usually one key (`set`, `update`) or a few: a vector searched
+/// linearly beats a hash map there, so the map is only built for large batches.
+#[derive(Default)]
+struct Plan {
+    /// Slot index, whether it held a live key before the commit, final state.
+    /// Inline for small commits: a one-key write allocates nothing.
+    slots: SmallVec<[(u64, bool, Planned); 4]>,
+    /// Slot index → position in `slots`, once `slots` is large.
+    index: Option<HashMap<u64, usize>>,
+}
+
+impl Plan {
+    const LINEAR_LIMIT: usize = 16;
+
+    fn get(&self, slot: u64) -> Option<Planned> {
+        let at = match &self.index {
+            Some(map) => map.get(&slot).copied(),
+            None => self.slots.iter().position(|&(s, _, _)| s == slot),
+        };
+        at.map(|i| self.slots[i].2)
+    }
+
+    fn set(&mut self, slot: u64, was_live: bool, state: Planned) {
+        let at = match &self.index {
+            Some(map) => map.get(&slot).copied(),
+            None => self.slots.iter().position(|&(s, _, _)| s == slot),
+        };
+        match at {
+            Some(i) => self.slots[i].2 = state, // was_live keeps its first-touch value
+            None => {
+                self.slots.push((slot, was_live, state));
+                if let Some(map) = &mut self.index {
+                    map.insert(slot, self.slots.len() - 1);
+                } else if self.slots.len() > Self::LINEAR_LIMIT {
+                    self.index = Some(self.slots.iter().enumerate().map(|(i, &(s, _, _))| (s, i)).collect());
+                }
+            }
+        }
+    }
 }
 
 impl Store {
@@ -110,7 +153,8 @@ impl Store {
         let exclusive = guard.coordinator().excludes_writers();
         let mut txn = WriteTxn { store: self, scope: guard.scope(), exclusive, ops: Vec::new() };
         f(&mut txn)?;
-        self.commit(guard, txn)
+        let ops: Vec<OpRef<'_>> = txn.ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+        self.commit(guard, &ops)
     }
 
     /// Atomically replaces the value of `key` with `f(old)`; `None` removes it.
@@ -122,56 +166,78 @@ impl Store {
         F: FnOnce(Option<&[u8]>) -> Option<V>,
         V: AsRef<[u8]>,
     {
+        self.check_key_len(key)?;
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(self.scope_of(key))?;
-        self.write_with(&guard, |tx| {
-            let old = tx.get(key)?;
-            match f(old.as_deref()) {
-                Some(new) => tx.set(key, new.as_ref()),
-                None => tx.remove(key),
-            }
-        })
+        if coordinator.excludes_writers() {
+            self.repair_window(key);
+        }
+        let old = self.get(key)?;
+        let new = f(old.as_deref());
+        let value = new.as_ref().map(AsRef::as_ref);
+        if let Some(value) = value {
+            self.check_value_len(key, value)?;
+        }
+        self.commit(&guard, &[(key, value)])
     }
 
     /// Stores one key, locking only its probe window.
     pub fn set<C: WriteCoordinator>(&self, coordinator: &C, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_key_len(key)?;
+        self.check_value_len(key, value)?;
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(self.scope_of(key))?;
-        self.write_with(&guard, |tx| tx.set(key, value))
+        self.commit(&guard, &[(key, Some(value))])
     }
 
     /// Removes one key, locking only its probe window.
     pub fn remove<C: WriteCoordinator>(&self, coordinator: &C, key: &[u8]) -> Result<()> {
+        self.check_key_len(key)?;
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(self.scope_of(key))?;
-        self.write_with(&guard, |tx| tx.remove(key))
+        self.commit(&guard, &[(key, None)])
     }
 
-    fn commit<C: WriteCoordinator + ?Sized>(&self, guard: &ExclusiveGuard<'_, C>, txn: WriteTxn<'_>) -> Result<()> {
-        if txn.ops.is_empty() {
+    pub(crate) fn check_key_len(&self, key: &[u8]) -> Result<()> {
+        let max = self.max_key_len();
+        if key.len() > max {
+            return Err(Error::KeyTooLarge { len: key.len(), max });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_value_len(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let max = self.max_value_len(key.len());
+        if value.len() > max {
+            return Err(Error::ValueTooLarge { len: value.len(), max });
+        }
+        Ok(())
+    }
+
+    /// Plans, checks and applies `ops` under `guard`. Sizes and scope were
+    /// checked when the operations were recorded.
+    fn commit<C: WriteCoordinator + ?Sized>(&self, guard: &ExclusiveGuard<'_, C>, ops: &[OpRef<'_>]) -> Result<()> {
+        if ops.is_empty() {
             return Ok(());
         }
         guard.validate()?;
         self.check_not_retired()?;
-        let exclusive = guard.coordinator().excludes_writers();
-        let (plan, touched) = self.plan(&txn.ops, exclusive)?;
+        let plan = self.plan(ops, guard.coordinator().excludes_writers())?;
         if let Some(fence) = guard.fence() {
             self.accept_fence(fence)?;
         }
 
         // Apply: each touched slot once, with its final state.
-        let mut scratch = Vec::with_capacity(self.layout.slot_size as usize);
         let mut live_delta: i64 = 0;
-        for &(index, was_live) in &touched {
-            let entry = match plan[&index] {
-                Planned::Live { op } => {
-                    let (key, value) = &txn.ops[op];
-                    Some((key.as_slice(), value.as_deref().expect("planned live")))
+        for &(index, was_live, state) in &plan.slots {
+            let entry = match state {
+                Planned::Live { op, tag } => {
+                    let (key, value) = ops[op];
+                    Some((key, value.expect("a live plan comes from a set"), tag))
                 }
                 Planned::Tombstone => None,
             };
-            let tag = entry.map_or(0, |(key, _)| self.hash(key).tag);
-            self.slot(index).write(entry, tag, &mut scratch);
+            self.slot(index).write(entry);
             live_delta += i64::from(entry.is_some()) - i64::from(was_live);
         }
         // Relaxed/Release: counters for statistics; the Release on the generation
@@ -198,34 +264,21 @@ impl Store {
     }
 
     /// Decides the final state of every slot the operations touch, without
-    /// writing anything. Returns the plan and the touched slots in first-touch
-    /// order, each with whether it held a live key before.
-    #[allow(clippy::type_complexity)]
-    fn plan(
-        &self,
-        ops: &[(Vec<u8>, Option<Vec<u8>>)],
-        exclusive: bool,
-    ) -> Result<(HashMap<u64, Planned>, Vec<(u64, bool)>)> {
-        let mut plan: HashMap<u64, Planned> = HashMap::new();
-        let mut touched: Vec<(u64, bool)> = Vec::new();
-        let mut scratch = Vec::new();
-        for (op, (key, value)) in ops.iter().enumerate() {
+    /// writing anything; fails with [`Error::TableFull`] if a key has no room.
+    fn plan(&self, ops: &[OpRef<'_>], exclusive: bool) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for (op, &(key, value)) in ops.iter().enumerate() {
             let h = self.hash(key);
             let mut found = None;
             let mut free = None;
             for index in self.window(h) {
-                let state = match plan.get(&index) {
-                    Some(Planned::Live { op: other }) => {
-                        if ops[*other].0 == *key {
-                            Seen::Match
-                        } else {
-                            Seen::Other
-                        }
-                    }
-                    Some(Planned::Tombstone) => Seen::Free,
-                    None => self.seen_by_writer(self.slot(index), key, h.tag, exclusive, &mut scratch, index)?,
+                let seen = match plan.get(index) {
+                    Some(Planned::Live { op: other, .. }) if ops[other].0 == key => Seen::Match,
+                    Some(Planned::Live { .. }) => Seen::OtherKey,
+                    Some(Planned::Tombstone) => Seen::Tombstone,
+                    None => self.seen_by_writer(index, key, h.tag, exclusive)?,
                 };
-                match state {
+                match seen {
                     Seen::Match => {
                         found = Some(index);
                         break;
@@ -234,8 +287,8 @@ impl Store {
                         free = free.or(Some(index));
                         break; // no key lives past an empty slot
                     }
-                    Seen::Free => free = free.or(Some(index)),
-                    Seen::Other => {}
+                    Seen::Tombstone => free = free.or(Some(index)),
+                    Seen::OtherKey => {}
                 }
             }
             let target = match (found, value) {
@@ -243,62 +296,34 @@ impl Store {
                 (None, Some(_)) => free.ok_or(Error::TableFull { probes: self.layout.max_probes })?,
                 (None, None) => continue, // removing an absent key
             };
-            if !plan.contains_key(&target) {
-                let was_live = found.is_some() || self.slot_is_live(target)?;
-                touched.push((target, was_live));
-            }
-            plan.insert(target, if value.is_some() { Planned::Live { op } } else { Planned::Tombstone });
+            // On first touch the slot's state comes from the store: a match means
+            // it held a live key, a free slot that it did not.
+            let state = if value.is_some() { Planned::Live { op, tag: h.tag } } else { Planned::Tombstone };
+            plan.set(target, found.is_some(), state);
         }
-        Ok((plan, touched))
+        Ok(plan)
     }
 
-    /// What a writer holding `slot` sees there, repairing it first if a dead
-    /// writer left it mid-write.
-    fn seen_by_writer(
-        &self,
-        slot: Slot<'_>,
-        key: &[u8],
-        tag: u32,
-        exclusive: bool,
-        scratch: &mut Vec<u8>,
-        index: u64,
-    ) -> Result<Seen> {
+    /// What a writer holding slot `index` sees there, repairing it first if a
+    /// dead writer left it mid-write.
+    fn seen_by_writer(&self, index: u64, key: &[u8], tag: u32, exclusive: bool) -> Result<Seen> {
+        let slot = self.slot(index);
         // Under a coordinator that excludes writers we hold this slot, so an odd
         // version can only have been left by a writer that died: repair it now.
         if exclusive && slot.is_odd() {
-            slot.repair(self.layout.hash_seed, self.layout.slot_count, scratch);
+            slot.repair(self.layout.hash_seed, self.layout.slot_count);
         }
-        let seen = slot.read_for(key, tag, None, self.read_patience).map_err(|fault| self.slot_error(index, fault))?;
-        Ok(match seen {
-            crate::slot::Seen::Match => Seen::Match,
-            crate::slot::Seen::Empty => Seen::Empty,
-            crate::slot::Seen::Tombstone => Seen::Free,
-            crate::slot::Seen::OtherKey => Seen::Other,
-        })
+        slot.read_for(key, tag, None, self.read_patience).map_err(|fault| self.slot_error(index, fault))
     }
 
     /// Repairs any slot of `key`'s window that a dead writer left mid-write.
     /// Only for a caller holding the window under a coordinator that excludes writers.
-    fn repair_window(&self, key: &[u8]) {
-        let mut scratch = Vec::new();
+    pub(crate) fn repair_window(&self, key: &[u8]) {
         for index in self.window(self.hash(key)) {
             let slot = self.slot(index);
             if slot.is_odd() {
-                slot.repair(self.layout.hash_seed, self.layout.slot_count, &mut scratch);
+                slot.repair(self.layout.hash_seed, self.layout.slot_count);
             }
         }
     }
-
-    fn slot_is_live(&self, index: u64) -> Result<bool> {
-        let copy = self.slot(index).read_entry(self.read_patience).map_err(|fault| self.slot_error(index, fault))?;
-        Ok(copy.meta.state == SlotState::Live)
-    }
-}
-
-/// A slot as the planner sees it.
-enum Seen {
-    Match,
-    Empty,
-    Free,
-    Other,
 }

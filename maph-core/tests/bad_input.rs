@@ -150,11 +150,12 @@ fn a_full_window_fails_the_whole_commit() {
     assert!(matches!(store.set(&writer, &[9], b"v"), Err(Error::TableFull { .. })));
     // Replacing an existing key still works in a full table, and so does a delete + insert.
     store.set(&writer, &[0], b"w").unwrap();
-    store.write(&writer, |tx| {
-        tx.remove(&[1])?;
-        tx.set(&[9], b"v")
-    })
-    .unwrap();
+    store
+        .write(&writer, |tx| {
+            tx.remove(&[1])?;
+            tx.set(&[9], b"v")
+        })
+        .unwrap();
     assert_eq!(store.get(&[9]).unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(store.len(), 4);
 }

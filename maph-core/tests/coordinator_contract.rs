@@ -6,8 +6,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use maph_core::{
-    Access, Config, ContentionCounters, Error, LocalGate, LockScope, Mode, SingleWriter, Store, Strategy, Ticket,
-    Wait, WriteCoordinator,
+    Access, Config, ContentionCounters, Error, LocalGate, LockScope, Mode, SingleWriter, Store, Strategy, Ticket, Wait,
+    WriteCoordinator,
 };
 
 fn store_at(dir: &std::path::Path, config: Config) -> Store {
@@ -157,8 +157,12 @@ impl WriteCoordinator for Fencing {
 fn a_lower_fencing_token_is_refused() {
     let dir = maph_testkit::temp_dir();
     let store = store_at(dir.path(), Config::new(64).strategy(Strategy::new("fencing-test")));
-    let coord =
-        Fencing { gate: LocalGate::new(), next: AtomicU64::new(1), replay: AtomicU64::new(0), counters: Default::default() };
+    let coord = Fencing {
+        gate: LocalGate::new(),
+        next: AtomicU64::new(1),
+        replay: AtomicU64::new(0),
+        counters: Default::default(),
+    };
     store.set(&coord, b"k", b"first").unwrap(); // token 1
     store.set(&coord, b"k", b"second").unwrap(); // token 2
     assert_eq!(store.highest_fence(), 2);
