@@ -8,7 +8,7 @@
 //! - [`WriteCoordinator`]: the trait every strategy implements (this crate has
 //!   [`SingleWriter`] and [`Uncoordinated`]; `maph-lock-flock`, `maph-lock-fcntl`,
 //!   `maph-coord-redis` and `maph-shard` add the others).
-//! - The file format is documented byte by byte in `docs/FORMAT.md` and in [`format`].
+//! - The file format is documented byte by byte in `docs/FORMAT.md` and in [`format`](mod@format).
 //!
 //! ```
 //! use maph_core::{Config, Mode, SingleWriter, Store};

@@ -43,7 +43,7 @@ impl ChildContext {
         let _ = std::io::stdin().read_to_end(&mut sink);
     }
 
-    /// Sends `key=value` to the parent (read back with [`Child::reports`]).
+    /// Sends `key=value` to the parent (read back with [`Finished::reports`](crate::Finished::reports) or [`Child::wait_for_report`]).
     pub fn report(&self, key: &str, value: impl std::fmt::Display) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{REPORT_PREFIX}{key}={value}");
