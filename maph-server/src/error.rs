@@ -1,0 +1,152 @@
+//! Every error the API returns: a status code and `{"error": "..."}`.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maph_core::Error;
+
+/// An HTTP error with a JSON body `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// What went wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 with the exact text maph v3 clients look for.
+    pub fn store_not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "Store not found")
+    }
+
+    /// 404 with the exact text maph v3 clients look for.
+    pub fn key_not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "Key not found")
+    }
+
+    /// 503: the server is stopping and takes no more writes.
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry against its successor")
+    }
+
+    /// 500 for a failure that is the server's, not the client's.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl From<Error> for ApiError {
+    /// Maps a store error to the status a client can act on. maph-core's
+    /// messages already say what to do, so they are passed on unchanged.
+    fn from(error: Error) -> ApiError {
+        let status = match &error {
+            Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TableFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            Error::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            // Another process writes this store: a conflict the operator resolves.
+            Error::WriterBusy { .. } | Error::StrategyMismatch { .. } => StatusCode::CONFLICT,
+            // Transient: a write in progress or a swap the server is finishing.
+            Error::SlotBusy { .. } | Error::Retired { .. } | Error::LockTimeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_error_response(self.status, &self.message)
+    }
+}
+
+/// A response with `status` and the body `{"error": message}`.
+pub(crate) fn json_error_response(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The largest error body from axum's own rejections we turn into a message.
+const MAX_REJECTION_TEXT: usize = 4096;
+
+/// Middleware: any error response that is not JSON yet (axum's own rejections
+/// for a bad path, a 405, a body over the limit) is rewritten as
+/// `{"error": "..."}`, so every error a client sees has the same shape.
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let mut rewritten = json_error_response(status, &text);
+    // Keep headers such as `Allow` (405) and `WWW-Authenticate` (401).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_store_errors_to_statuses() {
+        let cases = [
+            (Error::KeyTooLarge { len: 600, max: 480 }, StatusCode::PAYLOAD_TOO_LARGE),
+            (Error::ValueTooLarge { len: 600, max: 470 }, StatusCode::PAYLOAD_TOO_LARGE),
+            (Error::TableFull { probes: 10 }, StatusCode::INSUFFICIENT_STORAGE),
+            (Error::WriterBusy { pid: Some(7) }, StatusCode::CONFLICT),
+            (Error::InvalidConfig("slot count is 0".into()), StatusCode::BAD_REQUEST),
+            (Error::ReadOnly, StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (error, status) in cases {
+            let text = error.to_string();
+            let api = ApiError::from(error);
+            assert_eq!(api.status, status, "{text}");
+            assert_eq!(api.message, text);
+        }
+    }
+
+    #[test]
+    fn limits_appear_in_too_large_messages() {
+        let api = ApiError::from(Error::ValueTooLarge { len: 600, max: 470 });
+        assert!(api.message.contains("470"), "{}", api.message);
+    }
+}

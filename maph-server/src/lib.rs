@@ -1,0 +1,62 @@
+//! # maph-server
+//!
+//! The REST single writer of the hybrid architecture: a server owns every write
+//! to a directory of maph stores, while any local process reads the same files
+//! directly with `Store::open(path, Mode::ReadOnly)`, at memory speed and
+//! without asking the server.
+//!
+//! - The server holds each store's [`SingleWriter`](maph_core::SingleWriter)
+//!   lease for as long as it serves it: another process that tries to write
+//!   gets `WriterBusy`, readers are never blocked.
+//! - Writes go to one writer thread per store through a bounded queue; the
+//!   thread commits the writes waiting in the queue together (group commit) and
+//!   answers each request on its own. Reads are served straight from the mapping.
+//! - `POST /stores/{name}/optimize` rebuilds a store into a fresh file sized for
+//!   its keys and swaps it in atomically; readers in other processes notice
+//!   (`Store::is_retired`) and reopen.
+//!
+//! ## The API (maph v3's, so its clients work unchanged)
+//!
+//! | request | success | errors |
+//! |---|---|---|
+//! | `GET /health` | 200 `{"status": "ok", "stores": n}` | |
+//! | `GET /stores` | 200 `[{"name", "size", "load_factor"}]` | |
+//! | `POST /stores/{name}` (optional `?slots=&slot_size=` or JSON body) | 201 | 400 exists / bad name / bad size |
+//! | `GET /stores/{name}/keys/{key}` | 200 `{"key", "value"}` (`Accept: application/octet-stream`: raw bytes) | 404 `Key not found` / `Store not found` |
+//! | `PUT /stores/{name}/keys/{key}` (body = value) | 201 created, 200 updated | 404, 413 too large, 507 full |
+//! | `DELETE /stores/{name}/keys/{key}` | 204 | 404 |
+//! | `GET /stores/{name}/stats` | 200 `{"size", "load_factor", "slots", "generation", "writer": {...}, ...}` | 404 |
+//! | `POST /stores/{name}/optimize` | 200 `{"keys", "slots_before", "slots_after", ...}` | 404 |
+//!
+//! Every error is JSON, `{"error": "..."}`, unknown routes (404) and wrong
+//! methods (405) included. With a token set, requests other than GET and HEAD
+//! need `Authorization: Bearer <token>` (401 otherwise).
+//!
+//! ```
+//! use maph_server::{ServerConfig, ServerHandle};
+//! let dir = tempfile::tempdir().unwrap();
+//! let server = ServerHandle::start(ServerConfig::new(dir.path()).port(0)).unwrap();
+//! // ... talk HTTP to server.url() ...
+//! server.stop().unwrap(); // flushes every store
+//! ```
+
+#![warn(missing_docs)]
+
+mod auth;
+mod config;
+mod error;
+mod name;
+mod optimize;
+mod registry;
+mod routes;
+mod served;
+mod server;
+mod writer;
+
+pub use config::{ServeArgs, ServerConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_STORE_BYTES, DEFAULT_SLOTS};
+pub use error::ApiError;
+pub use name::{StoreName, MAX_NAME_LEN};
+pub use optimize::OptimizeReport;
+pub use served::WriterStatsSnapshot;
+pub use server::{init_logging, run_until_signal, shutdown_signal, Server, ServerError, ServerHandle};
+pub use writer::{WriteOp, WriteOutcome};
