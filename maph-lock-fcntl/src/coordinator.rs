@@ -1,0 +1,351 @@
+//! [`FcntlCoordinator`]: fcntl record locks, whole-file or per key.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use maph_core::{
+    lock_path, open_lock_file, poll_until, Access, Backoff, ContentionCounters, Error, LockScope, Result, Store,
+    StoreId, Strategy, Ticket, Wait, WriteCoordinator,
+};
+use nix::errno::Errno;
+
+use crate::classic::{self, ClassicLockFile};
+use crate::descriptions::Descriptions;
+use crate::record_lock::{self, Owner, Span, Spans};
+use crate::{FcntlOptions, Granularity, LockKind};
+
+/// Writers take turns through POSIX record locks (`fcntl(2)`) on `<store>.lock`:
+/// on the whole file, or, in [`Granularity::ByteRange`] mode, only on the bytes
+/// of the key's probe window, so writers of different keys run in parallel.
+///
+/// # When to choose it
+/// - **Byte-range mode** when several processes (or threads) write *different*
+///   keys at the same time and should not wait for each other: each
+///   [`Store::update`]/[`Store::set`] locks only its key's probe window
+///   (`max_probes` slots). Writers of the same key, or of keys whose windows
+///   overlap, still take turns; [`Store::write`] locks the whole store.
+/// - **Whole-file mode** where flock would do but the store lives on a network
+///   filesystem: NFS forwards fcntl locks to the server's lock manager, so they
+///   exclude writers on other machines too (flock may be local only).
+/// - One process can own all writes? [`SingleWriter`](maph_core::SingleWriter)
+///   is cheaper than any lock.
+///
+/// # Cost
+/// Each acquisition is one `fcntl` to lock (two when a window wraps past the
+/// last slot) and one to unlock, about 1.5 µs per pair on the reference machine
+/// (`shared/tools/limits.c`: 1.5–1.7 µs for a bare OFD lock+unlock pair against
+/// 1.0–1.1 µs for flock; `cargo run --release -p maph-lock-fcntl --example
+/// lock_cost` measures this coordinator). Hold one guard across a batch to pay
+/// it once. Byte-range mode costs the same per acquisition and buys
+/// parallelism; the kernel's lock list grows with the number of ranges held at once.
+///
+/// # Threads
+/// With open-file-description (OFD) locks, the default on Linux 3.15+, every
+/// acquisition in flight uses an open file description of its own from a small
+/// pool, and the kernel keeps them apart exactly as it keeps processes apart:
+/// threads of one process exclude each other per byte range, and threads writing
+/// different keys run in parallel. Share one coordinator between threads (`Arc`);
+/// the pool grows to the number of acquisitions in flight, a descriptor each.
+/// Acquisition is not reentrant: a thread that holds a guard and asks for an
+/// overlapping scope waits for itself (OFD locks have no deadlock detection).
+///
+/// # Deadlines
+/// [`Wait::Forever`] sleeps in the kernel (`F_OFD_SETLKW`), retrying after a
+/// signal. A deadline never uses `alarm()` or any other process-wide signal: it
+/// polls the non-blocking command with jittered exponential backoff (20 µs
+/// doubling to 2 ms) and gives up with [`Error::LockTimeout`] no earlier than
+/// the deadline. A window that wraps is two ranges, taken in ascending order
+/// (so two wrapping writers cannot deadlock) and both released if the second
+/// cannot be had in time.
+///
+/// # Failure modes
+/// - A holder that dies, even by `SIGKILL`, holds nothing: the kernel drops its
+///   record locks with its descriptors. A write it left half-done is repaired
+///   by the next writer of that slot (or [`Store::repair`]).
+/// - A panic inside a write releases the lock while unwinding (RAII guards).
+/// - A filesystem without record locks (or NFS without its lock service) is
+///   reported when the coordinator is made, as [`Error::Coordination`].
+/// - Deleting or replacing the lock file while writers run splits them into
+///   two groups that do not exclude each other; a coordinator that notices
+///   (when it opens another description) refuses with [`Error::Coordination`].
+///
+/// # Classic locks, the fallback
+/// Where OFD locks are missing ([`LockKind::Auto`] detects `EINVAL` when the
+/// coordinator is made) or when [`LockKind::Classic`] is asked for, classic
+/// process-owned locks (`F_SETLK`/`F_SETLKW`) are used. Processes still exclude
+/// each other per byte range, but this is lost:
+/// - threads of one process no longer run in parallel: the kernel does not
+///   separate them, so all acquisitions of the process on this lock file take
+///   turns on one in-process gate (shared ones too);
+/// - closing *any* descriptor of the lock file drops all the process's classic
+///   locks on it. Coordinators of one process share one descriptor to avoid
+///   this, but other code that opens and closes `<store>.lock` (a backup tool
+///   in-process, [`maph_core::read_pid`]) would silently unlock it, and so would
+///   an OFD-mode coordinator of the same file in the same process when dropped;
+/// - the kernel's deadlock detection for classic locks works per process and
+///   may fire falsely when threads are involved; a blocking wait it interrupts
+///   with `EDEADLK` is continued by polling instead of failing.
+///
+/// ```
+/// use maph_core::{Config, LockScope, Mode, Store, WriteCoordinator};
+/// use maph_lock_fcntl::{FcntlCoordinator, Granularity};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("fcntl.maph");
+/// Store::create(&path, Config::new(4096).strategy(FcntlCoordinator::STRATEGY))?;
+/// let store = Store::open(&path, Mode::ReadWrite)?;
+/// let lock = FcntlCoordinator::byte_range(&store)?;
+/// assert_eq!(lock.granularity(), Granularity::ByteRange);
+///
+/// // Locks only the probe window of "visits".
+/// store.update(&lock, b"visits", |old| {
+///     let n: u64 = old.map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+///     Some((n + 1).to_string())
+/// })?;
+///
+/// // While a writer holds slots 0..10, slots 100..110 are free, in this
+/// // process and in every other; slots 5..15 are not.
+/// let held = lock.lock_exclusive(LockScope::window(0, 10, 4096))?;
+/// assert!(lock.try_lock_exclusive(LockScope::window(100, 10, 4096))?.is_some());
+/// assert!(lock.try_lock_exclusive(LockScope::window(5, 10, 4096))?.is_none());
+/// drop(held);
+/// # Ok::<(), maph_core::Error>(())
+/// ```
+pub struct FcntlCoordinator {
+    backend: Backend,
+    granularity: Granularity,
+    lock_path: PathBuf,
+    store: StoreId,
+    counters: ContentionCounters,
+}
+
+/// How this process separates its own acquisitions; see `descriptions.rs` and `classic.rs`.
+#[derive(Debug)]
+enum Backend {
+    /// OFD locks, one open file description per acquisition in flight.
+    Ofd(Descriptions),
+    /// Classic locks on the process's one shared descriptor, behind one gate.
+    Classic(Arc<ClassicLockFile>),
+}
+
+impl std::fmt::Debug for FcntlCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcntlCoordinator")
+            .field("lock_path", &self.lock_path)
+            .field("granularity", &self.granularity)
+            .field("backend", &self.backend)
+            .field("contention", &self.counters)
+            .finish()
+    }
+}
+
+impl FcntlCoordinator {
+    /// The strategy tag of fcntl-coordinated stores, whole-file and byte-range
+    /// alike: create the store with `Config::new(n).strategy(FcntlCoordinator::STRATEGY)`.
+    pub const STRATEGY: Strategy = Strategy::new("fcntl");
+
+    /// A whole-file coordinator for `store` (opened read-write, created with
+    /// [`STRATEGY`](Self::STRATEGY)), with OFD locks where available.
+    pub fn new(store: &Store) -> Result<FcntlCoordinator> {
+        Self::with_options(store, FcntlOptions::new())
+    }
+
+    /// A byte-range coordinator for `store`: each write locks only its key's
+    /// probe window.
+    pub fn byte_range(store: &Store) -> Result<FcntlCoordinator> {
+        Self::with_options(store, FcntlOptions::new().granularity(Granularity::ByteRange))
+    }
+
+    /// A coordinator for `store` with the given options. Opens, creating if
+    /// needed, `<store>.lock`, and checks that its filesystem supports the lock
+    /// kind, so an unusable lock fails here rather than at the first write.
+    pub fn with_options(store: &Store, options: FcntlOptions) -> Result<FcntlCoordinator> {
+        store.check_writer(Self::STRATEGY)?;
+        let lock_path = lock_path(store.path());
+        let backend = Backend::open(&lock_path, options.lock_kind)?;
+        Ok(FcntlCoordinator {
+            backend,
+            granularity: options.granularity,
+            lock_path,
+            store: store.id(),
+            counters: ContentionCounters::new(),
+        })
+    }
+
+    /// Calls `hook` with the length of every wait for the lock that lasts
+    /// `threshold` or longer (the reference design's "monitor lock contention").
+    /// The same as `counters().warn_on_slow_wait(..)`, as a builder.
+    pub fn warn_on_slow_wait(self, threshold: Duration, hook: impl Fn(Duration) + Send + Sync + 'static) -> Self {
+        self.counters.warn_on_slow_wait(threshold, hook);
+        self
+    }
+
+    /// What one acquisition locks.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// The kind of lock in use: [`LockKind::OpenFileDescription`] or
+    /// [`LockKind::Classic`] (never `Auto`: it is resolved when the coordinator is made).
+    pub fn lock_kind(&self) -> LockKind {
+        match self.backend {
+            Backend::Ofd(_) => LockKind::OpenFileDescription,
+            Backend::Classic(_) => LockKind::Classic,
+        }
+    }
+
+    /// The lock file this coordinator locks.
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    /// How many open file descriptions of the lock file this coordinator keeps
+    /// (OFD mode: the most acquisitions it had in flight at once; classic mode:
+    /// one, shared by the process).
+    pub fn open_descriptions(&self) -> usize {
+        match &self.backend {
+            Backend::Ofd(pool) => pool.open_count(),
+            Backend::Classic(_) => 1,
+        }
+    }
+
+    fn explain(&self, errno: Errno) -> Error {
+        record_lock::explain(Self::STRATEGY, &self.lock_path, errno)
+    }
+
+    /// Locks every span in ascending order, waiting as `wait` allows; on failure
+    /// releases what it took, so a failed acquisition holds nothing.
+    fn lock_spans(&self, file: &File, owner: Owner, access: Access, spans: Spans, wait: Wait) -> Result<bool> {
+        for span in spans.iter() {
+            let taken = self.lock_span(file, owner, access, span, wait);
+            if !matches!(taken, Ok(true)) {
+                let _ = record_lock::unlock_all(file, owner);
+                return taken;
+            }
+        }
+        Ok(true)
+    }
+
+    fn lock_span(&self, file: &File, owner: Owner, access: Access, span: Span, wait: Wait) -> Result<bool> {
+        let attempt = || record_lock::try_lock(file, owner, access, span).map_err(|e| self.explain(e));
+        let poll = |wait| Ok(poll_until(wait, Backoff::new(), || Ok(attempt()?.then_some(())))?.is_some());
+        match wait {
+            // Not through `poll_until`: making a `Backoff` costs a getpid(2)
+            // system call, and every uncontended acquisition passes here first.
+            Wait::Never => attempt(),
+            Wait::Until(_) => poll(wait),
+            Wait::Forever => match record_lock::lock_blocking(file, owner, access, span) {
+                Ok(()) => Ok(true),
+                // Classic locks only: the kernel's deadlock detection works per
+                // process, so it also fires when another *thread* of ours holds
+                // what the other process waits for. Keep trying without it.
+                Err(Errno::EDEADLK) => poll(Wait::Forever),
+                Err(e) => Err(self.explain(e)),
+            },
+        }
+    }
+}
+
+impl Backend {
+    /// Decides how this process locks the file at `lock_path`.
+    fn open(lock_path: &Path, kind: LockKind) -> Result<Backend> {
+        let explain = |e| record_lock::explain(FcntlCoordinator::STRATEGY, lock_path, e);
+        // Held throughout, so the decision is consistent with other coordinators
+        // being made at the same time (see classic.rs).
+        let mut table = classic::table();
+        if kind != LockKind::OpenFileDescription {
+            if let Some(shared) = table.find_path(lock_path) {
+                // This process already locks this file the classic way; opening
+                // and later closing another descriptor would drop those locks.
+                return Ok(Backend::Classic(shared));
+            }
+        }
+        let file = open_lock_file(lock_path)?;
+        if kind != LockKind::Classic {
+            match record_lock::probe(&file, Owner::Description) {
+                Ok(()) => return Ok(Backend::Ofd(Descriptions::new(lock_path, file, FcntlCoordinator::STRATEGY)?)),
+                // No OFD commands here (Linux before 3.15, or a filesystem's own
+                // lock implementation without them).
+                Err(Errno::EINVAL) if kind == LockKind::Auto => {}
+                Err(Errno::EINVAL) => {
+                    return Err(Error::Coordination {
+                        strategy: FcntlCoordinator::STRATEGY,
+                        detail: format!(
+                            "open-file-description locks are not available for {} (Linux 3.15 or later, on a \
+                             filesystem that supports them); use LockKind::Auto to fall back to classic locks",
+                            lock_path.display()
+                        ),
+                    })
+                }
+                Err(e) => return Err(explain(e)),
+            }
+        }
+        record_lock::probe(&file, Owner::Process).map_err(explain)?;
+        Ok(Backend::Classic(table.insert(file, lock_path)?))
+    }
+}
+
+impl WriteCoordinator for FcntlCoordinator {
+    fn strategy(&self) -> Strategy {
+        Self::STRATEGY
+    }
+
+    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
+        let spans = Spans::of(scope, self.granularity);
+        match &self.backend {
+            Backend::Ofd(pool) => {
+                let (index, file) = pool.check_out()?;
+                let taken = self.lock_spans(&file, Owner::Description, access, spans, wait);
+                if matches!(taken, Ok(true)) {
+                    return Ok(Some(Ticket { private: index as u64, ..Ticket::new(access, scope) }));
+                }
+                pool.check_in(index); // holds nothing: lock_spans released what it took
+                taken.map(|_| None)
+            }
+            Backend::Classic(shared) => {
+                // Exclusive even for shared access: see classic.rs.
+                if !shared.gate.acquire(Access::Exclusive, wait) {
+                    return Ok(None);
+                }
+                let taken = self.lock_spans(&shared.file, Owner::Process, access, spans, wait);
+                if matches!(taken, Ok(true)) {
+                    return Ok(Some(Ticket::new(access, scope)));
+                }
+                // SAFETY: taken exclusively just above, handed back once.
+                unsafe { shared.gate.release(Access::Exclusive) };
+                taken.map(|_| None)
+            }
+        }
+    }
+
+    unsafe fn release(&self, ticket: Ticket) {
+        match &self.backend {
+            Backend::Ofd(pool) => {
+                let index = ticket.private as usize;
+                // A description that could not be unlocked (never seen: unlocking
+                // the whole file needs no memory) is not reused, so no later
+                // acquisition inherits its lock; it is closed with the coordinator.
+                if record_lock::unlock_all(&pool.get(index), Owner::Description).is_ok() {
+                    pool.check_in(index);
+                }
+            }
+            Backend::Classic(shared) => {
+                // Unlock before opening the gate: the next holder of this process
+                // shares the descriptor, and our unlock must not drop its locks.
+                let _ = record_lock::unlock_all(&shared.file, Owner::Process);
+                // SAFETY: the caller guarantees `ticket` is outstanding; classic
+                // tickets are issued with the gate held exclusively until here.
+                unsafe { shared.gate.release(Access::Exclusive) }
+            }
+        }
+    }
+
+    fn counters(&self) -> &ContentionCounters {
+        &self.counters
+    }
+
+    fn bound_store(&self) -> Option<StoreId> {
+        Some(self.store)
+    }
+}

@@ -1,0 +1,260 @@
+//! FcntlCoordinator within one process: threads, the classic fallback, errors,
+//! contention figures. (Child processes appear only as outside observers.)
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use maph_core::{lock_path, Config, Error, LockScope, Mode, Store, Strategy, WriteCoordinator};
+use maph_lock_fcntl::{FcntlCoordinator, FcntlOptions, Granularity, LockKind};
+use maph_testkit::{child, spawn};
+
+/// Threads sharing one coordinator never lose an increment, under every variant.
+#[test]
+fn threads_sharing_a_coordinator_take_turns() {
+    const PER_THREAD: u64 = 3_000;
+    for variant in ALL {
+        let dir = maph_testkit::temp_dir();
+        let path = new_store(dir.path(), "threads.maph");
+        let (store, lock) = open(&path, variant);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..PER_THREAD).for_each(|_| increment(&store, &lock, b"counter")));
+            }
+        });
+        assert_eq!(counter(&store, b"counter"), 4 * PER_THREAD, "{variant}");
+        assert_eq!(lock.contention().acquisitions, 4 * PER_THREAD, "{variant}");
+    }
+}
+
+/// In byte-range OFD mode, a thread holding one key's window does not stop
+/// another thread of the same process, through the same coordinator, from
+/// locking a disjoint window; an overlapping one waits. (Each acquisition in
+/// flight has its own open file description.)
+#[test]
+fn threads_writing_different_keys_run_in_parallel() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "parallel.maph");
+    let (store, lock) = open(&path, OFD_RANGE);
+    let held = lock.lock_exclusive(window(100, 10)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let disjoint = lock.try_lock_exclusive(window(110, 10)).unwrap();
+            assert!(disjoint.is_some(), "a disjoint window is free while another thread holds its own");
+            let key = (0..)
+                .map(|i| format!("key{i}").into_bytes())
+                .find(|k| !overlap(store.scope_of(k), window(100, 10)))
+                .unwrap();
+            drop(disjoint);
+            store.set(&lock, &key, b"written beside the held window").unwrap();
+            assert!(lock.try_lock_exclusive(window(109, 1)).unwrap().is_none(), "an overlapping window is not");
+            assert!(lock.try_lock_shared(window(100, 1)).unwrap().is_none(), "nor shared access to it");
+            assert!(lock.try_lock_exclusive(LockScope::Whole).unwrap().is_none(), "nor the whole store");
+        });
+    });
+    assert!(lock.open_descriptions() >= 2, "the second thread used a description of its own");
+    drop(held);
+    assert!(lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some());
+}
+
+/// The classic fallback's documented loss: threads of one process take turns
+/// even on disjoint windows (the kernel cannot tell them apart).
+#[test]
+fn classic_mode_serialises_the_threads_of_a_process() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "classic.maph");
+    let (_store, lock) = open(&path, CLASSIC_RANGE);
+    assert_eq!(lock.lock_kind(), LockKind::Classic);
+    let held = lock.lock_exclusive(window(100, 10)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(lock.try_lock_exclusive(window(2000, 10)).unwrap().is_none()));
+    });
+    drop(held);
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(lock.try_lock_exclusive(window(2000, 10)).unwrap().is_some()));
+    });
+}
+
+/// Classic locks belong to the process and closing any descriptor drops them,
+/// so classic coordinators of one process share one descriptor and one gate:
+/// they exclude each other, and dropping one does not unlock another's guard.
+/// A child process is the outside observer.
+#[test]
+fn classic_coordinators_of_one_process_share_their_descriptor() {
+    const TEST: &str = "classic_coordinators_of_one_process_share_their_descriptor";
+    if let Some(ctx) = child(TEST) {
+        let (_store, lock) = open(&ctx.args()[0], OFD_WHOLE);
+        ctx.report("free", lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some());
+        ctx.exit();
+    }
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "shared-fd.maph");
+    let observe = || spawn(TEST, "observer", &[path.display().to_string()]).finish_ok().report::<bool>("free");
+
+    let (store, first) = open(&path, CLASSIC_WHOLE);
+    let guard = first.lock_exclusive(LockScope::Whole).unwrap();
+    let second = make(&store, CLASSIC_RANGE).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(second.try_lock_exclusive(window(0, 1)).unwrap().is_none(), "they exclude each other"));
+    });
+    // Made with Auto while this process locks the file the classic way: it joins
+    // the classic descriptor rather than opening (and later closing) another.
+    let auto = FcntlCoordinator::new(&store).unwrap();
+    assert_eq!(auto.lock_kind(), LockKind::Classic);
+    drop(second);
+    drop(auto);
+    assert!(!observe(), "dropping the other coordinators kept the first one's lock");
+    drop(guard);
+    assert!(observe(), "released with its guard");
+}
+
+/// On this machine (Linux 3.15+ on a local filesystem) Auto picks OFD locks.
+#[test]
+fn auto_picks_open_file_description_locks_here() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "auto.maph");
+    let store = Store::open(&path, Mode::ReadWrite).unwrap();
+    let lock = FcntlCoordinator::new(&store).unwrap();
+    assert_eq!((lock.lock_kind(), lock.granularity()), (LockKind::OpenFileDescription, Granularity::WholeFile));
+    assert_eq!(lock.lock_path(), lock_path(&path));
+    let ranged = FcntlCoordinator::byte_range(&store).unwrap();
+    assert_eq!((ranged.lock_kind(), ranged.granularity()), (LockKind::OpenFileDescription, Granularity::ByteRange));
+}
+
+/// The slow-wait warning fires for a wait at or above its threshold, with the
+/// wait's length, and never below it. Another thread holds a key's window for
+/// 300 ms; we wait for it with a 20 ms threshold.
+#[test]
+fn a_slow_wait_is_reported_to_the_hook() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "slow.maph");
+    let store = Store::open(&path, Mode::ReadWrite).unwrap();
+    let threshold = Duration::from_millis(20);
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let seen = warnings.clone();
+    let lock = FcntlCoordinator::byte_range(&store)
+        .unwrap()
+        .warn_on_slow_wait(threshold, move |w| seen.lock().unwrap().push(w));
+    let holder = FcntlCoordinator::byte_range(&store)
+        .unwrap()
+        .warn_on_slow_wait(Duration::from_secs(3600), |w| panic!("no wait here reaches an hour: {w:?}"));
+
+    let scope = store.scope_of(b"hot");
+    let guard = holder.lock_exclusive(scope).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // A hold time, not a wait for a condition.
+            std::thread::sleep(Duration::from_millis(300));
+            drop(guard);
+        });
+        increment(&store, &lock, b"hot");
+    });
+    drop(holder.lock_exclusive(scope).unwrap());
+
+    let stats = lock.contention();
+    let warnings = warnings.lock().unwrap().clone();
+    println!("{stats:?}, warnings {warnings:?}");
+    if stats.longest_wait >= threshold {
+        assert_eq!(warnings, vec![stats.longest_wait], "one warning, carrying the wait");
+    } else {
+        // Only if this thread was starved for ~300 ms before its first attempt.
+        assert!(warnings.is_empty());
+        eprintln!("note: the wait was only {:?}; the warning path was not exercised", stats.longest_wait);
+    }
+}
+
+/// The lock file cannot be made: its directory is gone (the store's directory
+/// was renamed after opening). The error names the file and the cause.
+#[test]
+fn a_lock_file_that_cannot_be_created_is_a_clear_error() {
+    let dir = maph_testkit::temp_dir();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let path = new_store(&dir.path().join("data"), "s.maph");
+    let store = Store::open(&path, Mode::ReadWrite).unwrap();
+    std::fs::rename(dir.path().join("data"), dir.path().join("moved")).unwrap();
+    for kind in [LockKind::Auto, LockKind::Classic] {
+        let err = FcntlCoordinator::with_options(&store, FcntlOptions::new().lock_kind(kind)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(text.contains(&lock_path(&path).display().to_string()), "{text}");
+        assert!(text.contains("directory does not exist"), "{text}");
+    }
+}
+
+/// Something that is not a file where the lock file belongs (we run as root in
+/// CI, where permission bits do not stop us, so a directory stands in for an
+/// unwritable path).
+#[test]
+fn a_directory_in_place_of_the_lock_file_is_a_clear_error() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "s.maph");
+    std::fs::create_dir(lock_path(&path)).unwrap();
+    let store = Store::open(&path, Mode::ReadWrite).unwrap();
+    let err = FcntlCoordinator::new(&store).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains(&lock_path(&path).display().to_string()), "{err}");
+}
+
+/// A lock file deleted and recreated while a coordinator runs would split the
+/// writers into two groups that do not exclude each other. A coordinator that
+/// must open another description notices, and refuses.
+#[test]
+fn a_replaced_lock_file_is_refused() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "replaced.maph");
+    let (_store, lock) = open(&path, OFD_RANGE);
+    let held = lock.lock_exclusive(window(0, 1)).unwrap(); // the pool's only description is in use
+    std::fs::remove_file(lock_path(&path)).unwrap();
+    std::fs::write(lock_path(&path), b"").unwrap();
+    match lock.try_lock_exclusive(window(100, 1)) {
+        Err(Error::Coordination { strategy, detail }) => {
+            assert_eq!(strategy, FcntlCoordinator::STRATEGY);
+            assert!(detail.contains("replaced"), "{detail}");
+        }
+        other => panic!("expected a Coordination error, got {other:?}"),
+    }
+    drop(held);
+}
+
+/// Writers that may not write are refused when the coordinator is made or used.
+#[test]
+fn wrong_handles_and_stores_are_refused() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "a.maph");
+
+    let read_only = Store::open(&path, Mode::ReadOnly).unwrap();
+    assert!(matches!(FcntlCoordinator::new(&read_only), Err(Error::ReadOnly)));
+
+    let flock_store = dir.path().join("flock.maph");
+    Store::create(&flock_store, Config::new(64).strategy(Strategy::new("flock"))).unwrap();
+    let flock_store = Store::open(&flock_store, Mode::ReadWrite).unwrap();
+    match FcntlCoordinator::byte_range(&flock_store) {
+        Err(Error::StrategyMismatch { store, coordinator }) => {
+            assert_eq!((store.as_str(), coordinator), ("flock", FcntlCoordinator::STRATEGY));
+        }
+        other => panic!("expected StrategyMismatch, got {other:?}"),
+    }
+
+    let store_a = Store::open(&path, Mode::ReadWrite).unwrap();
+    let lock_for_a = FcntlCoordinator::byte_range(&store_a).unwrap();
+    let b = new_store(dir.path(), "b.maph");
+    let store_b = Store::open(&b, Mode::ReadWrite).unwrap();
+    assert!(matches!(store_b.set(&lock_for_a, b"k", b"v"), Err(Error::WrongStore)));
+    assert_eq!(store_b.get(b"k").unwrap(), None);
+}
+
+/// A window guard may write only keys inside its window, as the store requires.
+#[test]
+fn a_window_guard_writes_only_its_key() {
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path(), "scope.maph");
+    let (store, lock) = open(&path, OFD_RANGE);
+    let scope = store.scope_of(b"mine");
+    let guard = lock.lock_exclusive(scope).unwrap();
+    assert_eq!(guard.scope(), scope);
+    store.write_with(&guard, |tx| tx.set(b"mine", b"1")).unwrap();
+    let outside = (0..).map(|i| format!("other{i}").into_bytes()).find(|k| !scope.covers(&store.scope_of(k))).unwrap();
+    assert!(matches!(store.write_with(&guard, |tx| tx.set(&outside, b"x")), Err(Error::OutOfScope { .. })));
+}
