@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use maph_core::format::{HEADER_SIZE, SLOT_HEADER_SIZE};
 use maph_core::{Config, Error, Mode, SingleWriter, Store};
-use maph_testkit::{child, spawn};
+use maph_testkit::CrashLoop;
 
 const SLOT: u64 = 128;
 
@@ -125,63 +125,14 @@ fn a_writer_repairs_an_abandoned_slot_in_its_window_on_the_way() {
     assert!(store.verify().is_clean());
 }
 
-/// Real kills: a child writes as fast as it can and is SIGKILLed repeatedly;
-/// after each kill the next writer repairs, and every value is one that some
-/// write actually wrote (values carry their own checksum).
+/// Real kills, through the shared crash loop: a writer doing random sets and
+/// deletes is SIGKILLed 100 times at random points; after each kill the next
+/// writer repairs and every key holds its last acknowledged value (or, for the
+/// one key in flight, the new one).
 #[test]
 fn sigkilled_writers_leave_a_repairable_store() {
-    const TEST: &str = "sigkilled_writers_leave_a_repairable_store";
-    if let Some(ctx) = child(TEST) {
-        let store = Store::open(&ctx.args()[0], Mode::ReadWrite).unwrap();
-        let writer = SingleWriter::new(&store).unwrap();
-        let mut n: u64 = 0;
-        loop {
-            let key = format!("k{}", n % 40);
-            store.set(&writer, key.as_bytes(), &self_checking_value(&key, n)).unwrap();
-            n += 1;
-            if n == 1000 {
-                ctx.report("writing", n);
-            }
-        }
-    }
-    let dir = maph_testkit::temp_dir();
-    let path = dir.path().join("kills.maph");
-    Store::create(&path, Config::new(256).slot_size(SLOT as u32)).unwrap();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    for round in 0..12 {
-        let mut writer = spawn(TEST, "writer", &[path.display().to_string()]);
-        writer.start();
-        writer.wait_for_report("writing");
-        // Kill at a random moment of the write loop.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_micros(rng % 3000));
-        writer.kill();
-        drop(writer);
-
-        let store = Store::open(&path, Mode::ReadWrite).unwrap();
-        let repairer = SingleWriter::new(&store).unwrap();
-        let verify = store.verify();
-        assert!(verify.is_clean(), "round {round}: {verify:?} after {:?}", repairer.repair_report());
-        for entry in store.iter() {
-            let (key, value) = entry.unwrap();
-            assert!(value_is_whole(&key, &value), "round {round}: a value no writer wrote for {key:?}");
-        }
-    }
-}
-
-fn self_checking_value(key: &str, n: u64) -> Vec<u8> {
-    let mut v = n.to_le_bytes().to_vec();
-    v.extend(std::iter::repeat_n((n % 251) as u8, (n % 60) as usize));
-    let sum = xxhash_rust::xxh3::xxh3_64(&[key.as_bytes(), &v].concat());
-    v.extend_from_slice(&sum.to_le_bytes());
-    v
-}
-
-fn value_is_whole(key: &[u8], value: &[u8]) -> bool {
-    value.len() >= 16 && {
-        let (body, sum) = value.split_at(value.len() - 8);
-        xxhash_rust::xxh3::xxh3_64(&[key, body].concat()).to_le_bytes() == sum
-    }
+    let report = CrashLoop::new("sigkilled_writers_leave_a_repairable_store", 100)
+        .run(Config::new(256).slot_size(SLOT as u32), SingleWriter::new);
+    println!("{report}");
+    assert_eq!(report.kills, 100);
 }

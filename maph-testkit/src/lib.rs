@@ -13,14 +13,18 @@
 //! - [`child`], [`spawn`], [`Child`]: the low-level pieces (any roles you like).
 //! - [`CounterRace`]: P processes × M read-modify-write increments under a
 //!   coordinator, then expected versus actual.
+//! - [`CrashLoop`]: a writer killed with SIGKILL again and again; after each
+//!   kill the store is repaired and checked against what was acknowledged.
 //!
 //! Children start together: each blocks reading its standard input until the
 //! parent closes it ([`start_all`]), so contention is real rather than staggered
 //! by process start-up.
 
+mod crash;
 mod process;
 mod race;
 
+pub use crash::{check_value, self_checking_value, CrashLoop, CrashReport};
 pub use process::{child, spawn, start_all, Child, ChildContext, Finished};
 pub use race::{CounterRace, RaceReport};
 

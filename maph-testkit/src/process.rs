@@ -1,7 +1,7 @@
 //! Spawning the test binary as child processes, and being one.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 
 const ENV_TEST: &str = "MAPH_TESTKIT_TEST";
@@ -77,6 +77,9 @@ pub struct Child {
     // `None` once `finish` took it.
     process: Option<std::process::Child>,
     stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+    /// Lines already read by `read_line`/`wait_for_report`, kept for `finish`.
+    seen: String,
 }
 
 /// Spawns the current test binary as a child running `role` of the test named
@@ -98,7 +101,8 @@ pub fn spawn(test: &str, role: &str, args: &[String]) -> Child {
         .spawn()
         .expect("spawn the test binary as a child");
     let stdin = process.stdin.take();
-    Child { role: role.to_string(), process: Some(process), stdin }
+    let stdout = BufReader::new(process.stdout.take().expect("stdout is piped"));
+    Child { role: role.to_string(), process: Some(process), stdin, stdout, seen: String::new() }
 }
 
 /// Lets every child go at once.
@@ -168,41 +172,55 @@ impl Child {
         }
     }
 
-    /// Reads one line the child reported with `key`, blocking until it arrives
-    /// (a real condition to wait on, instead of a sleep). Returns its value.
-    pub fn wait_for_report(&mut self, key: &str) -> String {
-        let process = self.process.as_mut().expect("child not finished");
-        let stdout = process.stdout.as_mut().expect("stdout is piped");
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        loop {
-            match stdout.read(&mut byte) {
-                Ok(0) => panic!("child {} exited before reporting {key}", self.role),
-                Ok(_) if byte[0] == b'\n' => {
-                    let text = String::from_utf8_lossy(&line).to_string();
-                    line.clear();
-                    if let Some((k, v)) = text.strip_prefix(REPORT_PREFIX).and_then(|kv| kv.split_once('=')) {
-                        if k == key {
-                            return v.to_string();
-                        }
-                    }
-                }
-                Ok(_) => line.push(byte[0]),
-                Err(e) => panic!("reading child {} output: {e}", self.role),
+    /// The next line the child printed (without its newline), blocking until it
+    /// arrives; `None` once the child's output has ended (it exited or died).
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                self.seen.push_str(&line);
+                Some(line.trim_end_matches('\n').to_string())
             }
         }
     }
 
-    /// Waits for the child to exit and collects its output.
+    /// Blocks until the child reports `key` (a real condition to wait on,
+    /// instead of a sleep) and returns the value.
+    pub fn wait_for_report(&mut self, key: &str) -> String {
+        loop {
+            let Some(line) = self.read_line() else {
+                panic!("child {} ended before reporting {key}", self.role);
+            };
+            if let Some((k, v)) = line.strip_prefix(REPORT_PREFIX).and_then(|kv| kv.split_once('=')) {
+                if k == key {
+                    return v.to_string();
+                }
+            }
+        }
+    }
+
+    /// Waits for the child to exit and collects its output (including lines
+    /// already read with [`read_line`](Self::read_line)).
     pub fn finish(mut self) -> Finished {
         self.start();
-        let process = self.process.take().expect("child not finished");
-        let output = process.wait_with_output().expect("wait for child");
+        let mut process = self.process.take().expect("child not finished");
+        // Read stderr on another thread so a child filling one pipe while we
+        // drain the other cannot deadlock.
+        let mut stderr_pipe = process.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr_pipe.read_to_string(&mut text);
+            text
+        });
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        let status = process.wait().expect("wait for child");
         Finished {
             role: std::mem::take(&mut self.role),
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status,
+            stdout: std::mem::take(&mut self.seen) + &rest,
+            stderr: stderr.join().unwrap_or_default(),
         }
     }
 
