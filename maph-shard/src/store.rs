@@ -422,7 +422,7 @@ fn open_shard(path: &Path, manifest: &Manifest, shard: u32, mode: Mode) -> Resul
         // A shard of this store at the wrong index, or a file of another store?
         let detail = match (0..manifest.shard_count).find(|&i| manifest.shard_seed(i) == found.hash_seed) {
             Some(other) => format!("its hash seed is that of shard {other} of this store (files swapped or renamed)"),
-            None => "its hash seed belongs to another sharded store".to_string(),
+            None => "its hash seed is not this store's (it belongs to another store)".to_string(),
         };
         return foreign(detail);
     }
@@ -495,5 +495,17 @@ pub(crate) fn remove_layout_files(dir: &Path, files: &[PathBuf], made_dir: bool)
     for file in files {
         let _ = std::fs::remove_file(maph_core::lock_path(file));
         let _ = std::fs::remove_file(file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<ShardedStore<SingleWriter>>();
+        shareable::<ShardedStore<maph_core::Uncoordinated>>();
     }
 }

@@ -186,7 +186,7 @@ fn with_a_lock_per_shard_every_process_writes_every_shard() {
     const PROCS: usize = 3;
     const SHARDS: u32 = 4;
     const PER_SHARD: usize = 2;
-    const M: u64 = 300;
+    const M: u64 = 1_000;
     let counters = |store: &ShardedStore<TestFlock>| -> Vec<String> {
         (0..SHARDS).flat_map(|s| keys_of_shard(&store.router(), s, "counter:", PER_SHARD)).collect()
     };

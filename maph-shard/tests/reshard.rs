@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::value_of;
+use common::{value_of, TestFlock};
 use maph_core::{Error as CoreError, Mode};
 use maph_shard::{reshard, Error, Reshard, ShardConfig, ShardedStore, MANIFEST_FILE};
 use maph_testkit::{child, spawn};
@@ -183,4 +183,31 @@ fn a_failed_reshard_removes_the_partial_layout() {
     assert_eq!(fingerprint(&old), before, "the old layout is untouched");
     // The source's leases were released: it can be resharded properly now.
     assert_eq!(reshard(&old, &existing, 7).unwrap().entries, KEYS);
+}
+
+#[test]
+fn reshard_with_a_lock_per_shard_keeps_the_strategy() {
+    let tmp = maph_testkit::temp_dir();
+    let old = tmp.path().join("old");
+    let config = ShardConfig::new(2, 1_024).max_probes(32).strategy(TestFlock::STRATEGY);
+    ShardedStore::create(&old, &config).unwrap();
+    {
+        let mut store = ShardedStore::open_with(&old, Mode::ReadWrite, TestFlock::new).unwrap();
+        store.claim_all().unwrap();
+        for i in 0..500 {
+            store.set(key(i).as_bytes(), value_of(&key(i)).as_bytes()).unwrap();
+        }
+    }
+    let new = tmp.path().join("new");
+    // Single-writer claims cannot freeze a lock-coordinated layout: refused, nothing made.
+    assert!(matches!(reshard(&old, &new, 3), Err(Error::Store(CoreError::StrategyMismatch { .. }))));
+    assert!(!new.exists());
+
+    let report = Reshard::new(3).run_with(&old, &new, TestFlock::new).unwrap();
+    assert_eq!(report.entries, 500);
+    let mut store = ShardedStore::open_with(&new, Mode::ReadWrite, TestFlock::new).unwrap();
+    assert_eq!(store.manifest().strategy, TestFlock::STRATEGY);
+    store.claim_all().unwrap();
+    store.set(b"after", b"reshard").unwrap();
+    assert_eq!(store.len(), 501);
 }
