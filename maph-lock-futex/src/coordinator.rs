@@ -1,0 +1,365 @@
+//! [`FutexCoordinator`]: the in-file lock behind maph's `WriteCoordinator` trait.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use maph_core::{
+    Access, ContentionCounters, LockScope, RepairReport, Result, Store, StoreId, Strategy, Ticket, Wait,
+    WriteCoordinator,
+};
+
+use crate::identity::{coordination, ProcessIdentity};
+use crate::region::{LockRegion, Want};
+use crate::stripe::{Me, Taken, PID_MASK};
+
+/// How long a waiter lets a holder keep a stripe before checking that the
+/// holder still lives. A holder killed while holding blocks others for at most
+/// this long (plus the time to be scheduled and to read `/proc`), then for one
+/// repair pass over the store.
+pub const DETECTION_PERIOD: Duration = Duration::from_millis(10);
+
+/// A write lock kept in the store file itself: uncontended, one compare-and-swap
+/// to take and one swap to release; contended, a sleep on a Linux futex on the
+/// shared mapping; robust against holders that die, even by `SIGKILL`.
+///
+/// - **Global** ([`global`](Self::global)): one lock word for the whole store.
+/// - **Striped** ([`striped`](Self::striped)): `K` lock words, each covering a
+///   contiguous range of `⌈slots / K⌉` slots. A write takes the stripes its
+///   scope overlaps (a key's probe window: usually one stripe, two at a
+///   boundary) in ascending order, so writers of keys in different stripes run
+///   in parallel, across processes, and no two writers deadlock.
+///
+/// Threads are excluded exactly like processes, by the compare-and-swap on the
+/// word: only one thread anywhere can turn a free word into a held one. The pid
+/// in the word serves only to tell whether the holder lives, and a process
+/// never judges itself dead, so a thread waiting on a word its own process holds
+/// simply waits. (No in-process gate is needed in front of the word; one would
+/// add two atomic read-modify-writes to every uncontended acquisition.) Shared
+/// access is granted as exclusive access: maph readers never need the lock,
+/// reads are seqlocked.
+///
+/// The coordinator owns a handle on the store (`Arc<Store>`): its lock words
+/// live in that handle's mapping, and owning it lets the coordinator be stored
+/// next to the store, returned from a factory, and shared between threads with
+/// `Arc` without borrowing.
+///
+/// ```
+/// use std::sync::Arc;
+/// use maph_core::{Config, Mode, Store};
+/// use maph_lock_futex::FutexCoordinator;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("futex.maph");
+/// Store::create(&path, Config::new(1024).strategy(FutexCoordinator::STRATEGY))?;
+/// let store = Arc::new(Store::open(&path, Mode::ReadWrite)?);
+/// let lock = FutexCoordinator::striped(store.clone(), 8)?;
+/// store.set(&lock, b"apples", b"3")?;
+/// store.update(&lock, b"apples", |old| {
+///     let n: u64 = std::str::from_utf8(old.unwrap()).unwrap().parse().unwrap();
+///     Some((n + 1).to_string())
+/// })?;
+/// assert_eq!(store.get(b"apples")?.as_deref(), Some(&b"4"[..]));
+/// # Ok::<(), maph_core::Error>(())
+/// ```
+///
+/// Do not carry a coordinator across `fork`: the child would lock under its
+/// parent's pid. Make a new one in the child.
+pub struct FutexCoordinator {
+    // Declared before `store`: these borrow its mapping (see `attach`).
+    region: LockRegion<'static>,
+    me: Me,
+    /// Slots per stripe (the last stripe may have fewer).
+    stripe_width: u64,
+    all_stripes: u64,
+    counters: ContentionCounters,
+    /// Counts nothing anyone reads: the repair pass's pseudo-acquisition.
+    repair_counters: ContentionCounters,
+    recovery: RecoveryCounters,
+    store: Arc<Store>,
+}
+
+#[derive(Debug, Default)]
+struct RecoveryCounters {
+    takeovers: AtomicU64,
+    repair_passes: AtomicU64,
+    slots_finished: AtomicU64,
+    slots_cleared: AtomicU64,
+}
+
+/// What this coordinator did about dead holders (counted in this process only;
+/// [`FutexCoordinator::takeovers_recorded`] counts for every process).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Stripes this coordinator took over from a dead holder.
+    pub takeovers: u64,
+    /// Whole-store repair passes it ran after a takeover.
+    pub repair_passes: u64,
+    /// Slots those passes found mid-write but whole, and completed.
+    pub slots_finished: u64,
+    /// Slots those passes found torn, and cleared to tombstones.
+    pub slots_cleared: u64,
+}
+
+impl std::fmt::Debug for FutexCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FutexCoordinator")
+            .field("store", &self.store.path())
+            .field("stripes", &self.stripes())
+            .field("stripe_width", &self.stripe_width)
+            .field("pid", &self.me.pid)
+            .field("contention", &self.counters.snapshot())
+            .field("recovery", &self.recovery_stats())
+            .finish()
+    }
+}
+
+impl FutexCoordinator {
+    /// The strategy tag of stores coordinated by this lock.
+    pub const STRATEGY: Strategy = Strategy::new("futex");
+
+    /// One lock word for the whole store. Fails if the store's lock region was
+    /// set up with another stripe count.
+    pub fn global(store: impl Into<Arc<Store>>) -> Result<FutexCoordinator> {
+        FutexCoordinator::attach_with(store.into(), Want::Exactly(1))
+    }
+
+    /// `stripes` lock words (1 to [`MAX_STRIPES`](crate::region::MAX_STRIPES),
+    /// at most one per slot), each covering a contiguous range of slots. The
+    /// first coordinator to attach to a store fixes the count; a later one
+    /// asking for another count is refused with [`Error::InvalidConfig`](maph_core::Error::InvalidConfig).
+    pub fn striped(store: impl Into<Arc<Store>>, stripes: u32) -> Result<FutexCoordinator> {
+        FutexCoordinator::attach_with(store.into(), Want::Exactly(stripes))
+    }
+
+    /// Whatever stripe count the store's lock region records (global if none yet).
+    pub fn attach(store: impl Into<Arc<Store>>) -> Result<FutexCoordinator> {
+        FutexCoordinator::attach_with(store.into(), Want::AsRecorded)
+    }
+
+    fn attach_with(store: Arc<Store>, want: Want) -> Result<FutexCoordinator> {
+        store.check_writer(Self::STRATEGY)?;
+        let me = ProcessIdentity::current()?;
+        if me.pid() & !PID_MASK != 0 {
+            return Err(coordination(format!("pid {} does not fit the lock word's 22 bits", me.pid())));
+        }
+        let region = LockRegion::attach(&store, want)?;
+        // SAFETY: `region` holds references into the mapping of `*store`. That
+        // mapping is made once when the Store is opened and unmapped only when
+        // the Store is dropped (maph-core never remaps a Store), and the Store
+        // cannot be dropped or mutated while this struct holds an `Arc` to it
+        // (the Arc is never handed out mutably nor replaced). The 'static
+        // lifetime never escapes: every use re-borrows for `&self`.
+        let region = unsafe { std::mem::transmute::<LockRegion<'_>, LockRegion<'static>>(region) };
+        let stripes = region.stripes.len() as u32;
+        let stripe_width = store.slot_count().div_ceil(u64::from(stripes));
+        Ok(FutexCoordinator {
+            me: Me { pid: me.pid(), start_tag: me.start_tag(), detection_period: DETECTION_PERIOD },
+            stripe_width,
+            // At most 47 stripes: the mask fits a u64 with room to spare.
+            all_stripes: (1u64 << stripes) - 1,
+            counters: ContentionCounters::new(),
+            repair_counters: ContentionCounters::new(),
+            recovery: RecoveryCounters::default(),
+            region,
+            store,
+        })
+    }
+
+    /// Number of stripes (1 in global mode).
+    pub fn stripes(&self) -> u32 {
+        self.region.stripes.len() as u32
+    }
+
+    /// The stripe that covers slot `index`.
+    pub fn stripe_of_slot(&self, index: u64) -> u32 {
+        ((index / self.stripe_width) as u32).min(self.stripes() - 1)
+    }
+
+    /// The stripes a write of `scope` takes, as a bit mask (bit `s` = stripe `s`).
+    pub fn stripes_of(&self, scope: LockScope) -> u64 {
+        match scope {
+            LockScope::Whole => self.all_stripes,
+            LockScope::Window { .. } => scope
+                .ranges()
+                .filter(|r| !r.is_empty())
+                .flat_map(|r| self.stripe_of_slot(r.start)..=self.stripe_of_slot(r.end - 1))
+                .fold(0, |mask, s| mask | 1 << s),
+        }
+    }
+
+    /// The store this coordinator locks.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// What this coordinator did about dead holders.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        // Relaxed: independent statistics.
+        RecoveryStats {
+            takeovers: self.recovery.takeovers.load(Ordering::Relaxed),
+            repair_passes: self.recovery.repair_passes.load(Ordering::Relaxed),
+            slots_finished: self.recovery.slots_finished.load(Ordering::Relaxed),
+            slots_cleared: self.recovery.slots_cleared.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takeovers recorded in the store file by every process since it was
+    /// created (a 32-bit counter that wraps).
+    pub fn takeovers_recorded(&self) -> u32 {
+        self.region.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// Takes the word of every stripe in `mask`, in ascending order. On
+    /// failure (deadline) releases what it took and returns `None`. Otherwise
+    /// returns whether any stripe was taken over from a dead holder.
+    fn take(&self, mask: u64, wait: Wait) -> Option<bool> {
+        let deadline = match wait {
+            Wait::Until(d) => Some(d),
+            Wait::Never | Wait::Forever => None,
+        };
+        let mut took_over = false;
+        let mut held = 0u64;
+        let mut rest = mask;
+        while rest != 0 {
+            let s = rest.trailing_zeros();
+            rest &= rest - 1;
+            let stripe = &self.region.stripes[s as usize];
+            let taken = match wait {
+                Wait::Never => stripe.try_lock(&self.me).then_some(Taken::Free),
+                Wait::Until(_) | Wait::Forever => stripe.lock(&self.me, deadline),
+            };
+            match taken {
+                Some(Taken::Free) => {}
+                Some(Taken::TookOver) => {
+                    took_over = true;
+                    self.recovery.takeovers.fetch_add(1, Ordering::Relaxed);
+                    // Relaxed: the flag reaches the next holder of this stripe
+                    // through our release of it (Release) and its CAS (Acquire);
+                    // the counter is a statistic.
+                    self.region.repair_pending.store(1, Ordering::Relaxed);
+                    self.region.takeovers.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.give_back(held);
+                    return None;
+                }
+            }
+            held |= 1 << s;
+        }
+        Some(took_over)
+    }
+
+    /// Releases the word of every stripe in `mask` (all held by the caller),
+    /// in descending order.
+    fn give_back(&self, mask: u64) {
+        let mut rest = mask;
+        while rest != 0 {
+            let s = 63 - rest.leading_zeros();
+            rest &= !(1 << s);
+            self.region.stripes[s as usize].unlock();
+        }
+    }
+
+    /// Whether a takeover somewhere left slots to repair. Relaxed: see `take`.
+    #[inline]
+    fn repair_pending(&self) -> bool {
+        self.region.repair_pending.load(Ordering::Relaxed) != 0
+    }
+
+    /// With every stripe held: repairs the whole store if still needed, then
+    /// clears the flag. The repair goes through maph-core's `Store::repair`,
+    /// handed a coordinator that knows the whole store is already locked.
+    fn repair_holding_all(&self) -> Result<()> {
+        if !self.repair_pending() {
+            return Ok(()); // someone repaired while we waited for the stripes
+        }
+        let report = self.store.repair(&HeldWhole { owner: self })?;
+        self.record_repair(&report);
+        // Relaxed: published to every later holder by our release of all stripes.
+        self.region.repair_pending.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn record_repair(&self, report: &RepairReport) {
+        self.recovery.repair_passes.fetch_add(1, Ordering::Relaxed);
+        self.recovery.slots_finished.fetch_add(report.finished.len() as u64, Ordering::Relaxed);
+        self.recovery.slots_cleared.fetch_add(report.cleared.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl WriteCoordinator for FutexCoordinator {
+    fn strategy(&self) -> Strategy {
+        Self::STRATEGY
+    }
+
+    /// Takes the stripes of `scope` in ascending order. If a takeover (by us or
+    /// by anyone since) left the store needing repair, first releases them,
+    /// takes every stripe, repairs the whole store, and starts over: a dead
+    /// holder's half-written slot is mended before anyone writes or waits on it.
+    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
+        let mask = self.stripes_of(scope);
+        loop {
+            if self.take(mask, wait).is_none() {
+                return Ok(None);
+            }
+            if !self.repair_pending() {
+                return Ok(Some(Ticket { access, scope, fence: None, private: mask }));
+            }
+            if mask != self.all_stripes {
+                self.give_back(mask);
+                if self.take(self.all_stripes, wait).is_none() {
+                    return Ok(None);
+                }
+            }
+            if let Err(e) = self.repair_holding_all() {
+                self.give_back(self.all_stripes);
+                return Err(e);
+            }
+            if mask == self.all_stripes {
+                return Ok(Some(Ticket { access, scope, fence: None, private: mask }));
+            }
+            self.give_back(self.all_stripes);
+        }
+    }
+
+    unsafe fn release(&self, ticket: Ticket) {
+        // The caller guarantees `ticket` came from `acquire` and is released
+        // once: we hold exactly the stripes of its mask.
+        self.give_back(ticket.private);
+    }
+
+    fn counters(&self) -> &ContentionCounters {
+        &self.counters
+    }
+
+    fn bound_store(&self) -> Option<StoreId> {
+        Some(self.store.id())
+    }
+}
+
+/// The coordinator handed to `Store::repair` while the caller already holds
+/// every stripe: it grants at once, and releases nothing.
+struct HeldWhole<'c> {
+    owner: &'c FutexCoordinator,
+}
+
+impl WriteCoordinator for HeldWhole<'_> {
+    fn strategy(&self) -> Strategy {
+        FutexCoordinator::STRATEGY
+    }
+
+    fn acquire(&self, access: Access, scope: LockScope, _wait: Wait) -> Result<Option<Ticket>> {
+        // Only ever made by `repair_holding_all`, which holds every stripe.
+        Ok(Some(Ticket::new(access, scope)))
+    }
+
+    unsafe fn release(&self, _ticket: Ticket) {}
+
+    fn counters(&self) -> &ContentionCounters {
+        &self.owner.repair_counters
+    }
+
+    fn bound_store(&self) -> Option<StoreId> {
+        self.owner.bound_store()
+    }
+}
