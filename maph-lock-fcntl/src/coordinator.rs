@@ -37,7 +37,7 @@ use crate::{FcntlOptions, Granularity, LockKind};
 /// last slot) and one to unlock, about 1.5 µs per pair on the reference machine
 /// (`shared/tools/limits.c`: 1.5–1.7 µs for a bare OFD lock+unlock pair against
 /// 1.0–1.1 µs for flock; `cargo run --release -p maph-lock-fcntl --example
-/// lock_cost` measures this coordinator). Hold one guard across a batch to pay
+/// fcntl_cost` measures this coordinator). Hold one guard across a batch to pay
 /// it once. Byte-range mode costs the same per acquisition and buys
 /// parallelism; the kernel's lock list grows with the number of ranges held at once.
 ///

@@ -60,7 +60,7 @@ fn threads_writing_different_keys_run_in_parallel() {
 }
 
 /// The classic fallback's documented loss: threads of one process take turns
-/// even on disjoint windows (the kernel cannot tell them apart).
+/// even on disjoint windows, and readers too (the kernel cannot tell them apart).
 #[test]
 fn classic_mode_serialises_the_threads_of_a_process() {
     let dir = maph_testkit::temp_dir();
@@ -72,6 +72,12 @@ fn classic_mode_serialises_the_threads_of_a_process() {
         s.spawn(|| assert!(lock.try_lock_exclusive(window(2000, 10)).unwrap().is_none()));
     });
     drop(held);
+    // Shared holders too: two readers' unlocks would undo each other's locks.
+    let reading = lock.lock_shared(window(100, 10)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(lock.try_lock_shared(window(100, 10)).unwrap().is_none()));
+    });
+    drop(reading);
     std::thread::scope(|s| {
         s.spawn(|| assert!(lock.try_lock_exclusive(window(2000, 10)).unwrap().is_some()));
     });

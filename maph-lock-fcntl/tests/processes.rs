@@ -315,27 +315,38 @@ fn whole_file_and_byte_range_and_classic_locks_interoperate() {
     }
 }
 
-/// A window that wraps past the last slot is two ranges; both are held.
+/// A window that wraps past the last slot is two ranges, taken low first; both
+/// are held, and a wrapping request that gets the low range but not the high
+/// one gives the low one back.
 #[test]
 fn a_wrapping_window_locks_both_ends_of_the_table() {
     const TEST: &str = "a_wrapping_window_locks_both_ends_of_the_table";
     hold(TEST);
     let dir = maph_testkit::temp_dir();
     let path = new_store(dir.path(), "wrap.maph");
+    let (_store, lock) = open(&path, OFD_RANGE);
+
     let first = SLOTS - 2; // slots SLOTS-2, SLOTS-1, 0, 1
     let mut holder = spawn_holder(TEST, &path, OFD_RANGE, &format!("{first}:4"), "exclusive");
-    let (_store, lock) = open(&path, OFD_RANGE);
     for (slot, free) in [(SLOTS - 3, true), (SLOTS - 2, false), (SLOTS - 1, false), (0, false), (1, false), (2, true)] {
         let got = lock.try_lock_exclusive(window(slot, 1)).unwrap();
         assert_eq!(got.is_some(), free, "slot {slot}");
     }
-    // A wrapping request whose high range is held fails whole, keeping nothing
-    // of its free low range.
-    assert!(lock.try_lock_exclusive(LockScope::window(SLOTS - 1, 6, SLOTS)).unwrap().is_none());
-    assert!(lock.try_lock_exclusive(window(2, 3)).unwrap().is_some(), "the low range was released");
     holder.start();
     holder.finish_ok();
-    assert!(lock.try_lock_exclusive(LockScope::window(SLOTS - 1, 6, SLOTS)).unwrap().is_some());
+
+    // Only the last slot held elsewhere: slots 0..4 are free and taken first,
+    // then SLOTS-2..SLOTS is refused, and 0..4 must be free again afterwards, as
+    // another coordinator (other descriptions) sees.
+    let mut holder = spawn_holder(TEST, &path, OFD_RANGE, &format!("{}:1", SLOTS - 1), "exclusive");
+    assert!(lock.try_lock_exclusive(LockScope::window(SLOTS - 2, 6, SLOTS)).unwrap().is_none());
+    let deadline = Instant::now() + Duration::from_millis(50);
+    assert!(lock.lock_exclusive_until(LockScope::window(SLOTS - 2, 6, SLOTS), deadline).is_err());
+    let (_store, observer) = open(&path, OFD_RANGE);
+    assert!(observer.try_lock_exclusive(window(0, 4)).unwrap().is_some(), "the low range was given back");
+    holder.start();
+    holder.finish_ok();
+    assert!(lock.try_lock_exclusive(LockScope::window(SLOTS - 2, 6, SLOTS)).unwrap().is_some());
 }
 
 /// Shared holders of one window in two processes coexist and keep writers of

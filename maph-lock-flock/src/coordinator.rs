@@ -27,7 +27,7 @@ use crate::kernel;
 /// Every write takes and releases the lock: two system calls, about 1 µs per
 /// pair on the reference machine (`shared/tools/limits.c` measures 0.95–1.15 µs
 /// for a bare `LOCK_EX`+`LOCK_UN` pair; `cargo run --release -p maph-lock-flock
-/// --example lock_cost` measures this coordinator, gate included), against
+/// --example flock_cost` measures this coordinator, gate included), against
 /// tens of nanoseconds for the write itself. Hold one guard across a batch
 /// ([`lock_exclusive`](WriteCoordinator::lock_exclusive) +
 /// [`Store::write_with`]) to pay it once. Every acquisition locks the whole
@@ -178,18 +178,40 @@ impl FlockCoordinator {
 
     /// With the gate held shared: joins this process's shared holders, taking
     /// the kernel `LOCK_SH` if we are the first.
+    ///
+    /// The count's mutex is held only around non-blocking calls, never while
+    /// waiting for another process, so a `try_` never fails just because another
+    /// thread of ours is mid-acquisition.
     fn enter_shared(&self, wait: Wait) -> Result<bool> {
-        let holders = match wait {
-            Wait::Never => self.shared_holders.try_lock(),
-            Wait::Until(deadline) => self.shared_holders.try_lock_until(deadline),
-            Wait::Forever => Some(self.shared_holders.lock()),
-        };
-        let Some(mut holders) = holders else { return Ok(false) };
-        if *holders == 0 && !self.lock_kernel(Access::Shared, wait)? {
-            return Ok(false);
+        let explain = |e| kernel::explain(Self::STRATEGY, &self.lock_path, e);
+        let mut backoff = None;
+        loop {
+            {
+                let mut holders = self.shared_holders.lock();
+                // Already held for the process; or taken now; or (after a
+                // blocking wait below) held but not yet counted, which this
+                // non-blocking call confirms. Either way the count and the kernel
+                // agree when the mutex is released.
+                if *holders > 0 || kernel::try_lock(&self.file, Access::Shared).map_err(explain)? {
+                    *holders += 1;
+                    return Ok(true);
+                }
+            }
+            // Another process holds it exclusively: wait outside the mutex.
+            match wait {
+                Wait::Never => return Ok(false),
+                Wait::Until(deadline) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(false);
+                    }
+                    backoff.get_or_insert_with(Backoff::new).pause(Some(deadline));
+                }
+                // Sleeps in the kernel until the lock is ours; the loop then
+                // counts it (or, if the last of our other shared holders dropped
+                // it meanwhile, takes it again or waits again).
+                Wait::Forever => kernel::lock_blocking(&self.file, Access::Shared).map_err(explain)?,
+            }
         }
-        *holders += 1;
-        Ok(true)
     }
 }
 

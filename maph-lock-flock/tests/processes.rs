@@ -234,3 +234,56 @@ fn the_kernel_shared_lock_lasts_until_the_last_thread_releases() {
     drop(second);
     assert!(probe(), "the last shared holder released the lock");
 }
+
+/// What shared access is for: a reader holding it sees several keys of one
+/// write together. A writer process keeps setting `a` and `b` to the same value
+/// in one write; reader threads of this process (sharing one kernel `LOCK_SH`)
+/// must never see them differ.
+#[test]
+fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
+    const TEST: &str = "shared_guards_give_reader_threads_a_consistent_view_of_several_keys";
+    const WRITES: u64 = 20_000;
+    if let Some(ctx) = child(TEST) {
+        let (store, lock) = open(&ctx.args()[0]);
+        ctx.wait_for_start();
+        for i in 0..WRITES {
+            let v = i.to_string();
+            store.write(&lock, |tx| tx.set(b"a", v.as_bytes()).and_then(|()| tx.set(b"b", v.as_bytes()))).unwrap();
+        }
+        ctx.exit();
+    }
+    let dir = maph_testkit::temp_dir();
+    let path = new_store(dir.path());
+    let (store, lock) = open(&path);
+    let mut writer = spawn(TEST, "writer", &[path.display().to_string()]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (checks, torn) = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut checks, mut torn) = (0u64, 0u64);
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let guard = lock.lock_shared(LockScope::Whole).unwrap();
+                        let a = store.get(b"a").unwrap();
+                        std::thread::yield_now(); // give a writer every chance to slip in
+                        let b = store.get(b"b").unwrap();
+                        drop(guard);
+                        checks += 1;
+                        torn += u64::from(a != b);
+                        // Leave gaps, or the readers could keep the writer out forever.
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    (checks, torn)
+                })
+            })
+            .collect();
+        writer.start();
+        writer.finish_ok();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        readers.into_iter().map(|r| r.join().unwrap()).fold((0, 0), |(c, t), (c2, t2)| (c + c2, t + t2))
+    });
+    println!("{checks} consistent reads checked, {torn} torn");
+    assert!(checks > 0);
+    assert_eq!(torn, 0, "a reader holding shared access saw a half-applied write");
+    assert_eq!(store.get(b"a").unwrap().as_deref(), Some((WRITES - 1).to_string().as_bytes()));
+}

@@ -1,7 +1,7 @@
 //! What the flock coordinator costs per acquisition, uncontended, on this machine.
 //!
 //! ```sh
-//! cargo run --release -p maph-lock-flock --example lock_cost
+//! cargo run --release -p maph-lock-flock --example flock_cost
 //! ```
 //!
 //! Compare with the bare system calls: `gcc -O2 -o /tmp/limits shared/tools/limits.c && /tmp/limits`.
