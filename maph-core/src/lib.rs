@@ -45,6 +45,7 @@ mod shared_memory;
 mod slot;
 mod store;
 mod strategy;
+mod sync;
 mod write;
 
 pub use coordinator::{

@@ -14,18 +14,58 @@
 //! SIGBUS). maph checks the length at open; see `docs/FORMAT.md`.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicU32;
 
+#[cfg(not(loom))]
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::sync::{AtomicU64, Ordering};
 use crate::{Error, Result};
 
 /// A shared mapping of a whole store file, accessed only word by word.
+#[cfg(not(loom))]
 pub(crate) struct SharedRegion {
     map: MmapRaw,
     len: usize,
 }
 
+/// Under loom, the region is ordinary memory of loom atomics, so the model
+/// checker runs the real seqlock code of `slot.rs` against its memory model.
+#[cfg(loom)]
+pub(crate) struct SharedRegion {
+    words: Box<[AtomicU64]>,
+    len: usize,
+}
+
+#[cfg(loom)]
+impl SharedRegion {
+    /// `len` zeroed bytes (a multiple of 8).
+    #[cfg(test)]
+    pub fn for_model(len: usize) -> SharedRegion {
+        SharedRegion { words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(), len }
+    }
+
+    pub fn map(_file: &File, _len: usize, _writable: bool) -> Result<SharedRegion> {
+        Err(Error::io("files are not mapped under loom", std::io::ErrorKind::Unsupported.into()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn word(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.len, "word offset {offset} out of range");
+        &self.words[offset / 8]
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(not(loom))]
 impl SharedRegion {
     /// Maps `len` bytes of `file`. `len` must be the file's current length.
     pub fn map(file: &File, len: usize, writable: bool) -> Result<SharedRegion> {
@@ -63,6 +103,14 @@ impl SharedRegion {
         unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) }
     }
 
+    /// msync: asks the kernel to write dirty pages back to the file now.
+    pub fn flush(&self) -> Result<()> {
+        self.map.flush().map_err(|e| Error::io("could not flush the store to disk (msync)", e))
+    }
+}
+
+/// Byte-level access built from word access: the same code for both regions.
+impl SharedRegion {
     /// Appends the `len` bytes at `offset` (any alignment) to `out`, loading the
     /// aligned words that cover them. The bytes may be torn by a concurrent
     /// writer; the caller validates.
@@ -117,10 +165,5 @@ impl SharedRegion {
             word[..tail.len()].copy_from_slice(tail);
             self.word(at).store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
-    }
-
-    /// msync: asks the kernel to write dirty pages back to the file now.
-    pub fn flush(&self) -> Result<()> {
-        self.map.flush().map_err(|e| Error::io("could not flush the store to disk (msync)", e))
     }
 }

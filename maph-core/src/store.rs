@@ -4,13 +4,18 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicU32;
+
+use crate::sync::Ordering;
 use std::time::Duration;
 
 use crate::format::{
-    Layout, COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE,
-    OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT, OFF_RETIRED,
+    Layout, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE, OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT,
+    OFF_RETIRED,
 };
+#[cfg(not(loom))]
+use crate::format::{COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET};
 use crate::hash::{hash_key, KeyHash};
 use crate::shared_memory::SharedRegion;
 use crate::slot::{Seen, Slot, SlotFault};
@@ -412,6 +417,7 @@ impl Store {
     /// `docs/FORMAT.md`), for coordinators that keep lock words in the file.
     /// `index` counts words from the start of the region; `None` past its end.
     /// Only available on read-write handles.
+    #[cfg(not(loom))]
     pub fn coordinator_word(&self, index: usize) -> Result<Option<&AtomicU32>> {
         if self.mode != Mode::ReadWrite {
             return Err(Error::ReadOnly);
