@@ -229,7 +229,7 @@ impl<'r> Slot<'r> {
             bytes.extend_from_slice(&meta.encode().to_le_bytes());
             bytes.extend_from_slice(key);
             bytes.extend_from_slice(value);
-            let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
+            let checksum = xxhash_rust::xxh3::xxh3_64(bytes);
 
             let hash_version = self.hash_version();
             // Relaxed: we are the only writer of this word while we hold the slot.
