@@ -370,3 +370,58 @@ fn shared_windows_coexist_across_processes_and_keep_writers_out() {
         assert!(other.lock_exclusive_for(window(105, 1), GENEROUS).is_ok(), "{variant}: free once the reader left");
     }
 }
+
+/// What shared access is for: a reader holding it sees several keys of one
+/// write together. A writer process keeps setting `a` and `b` to the same value
+/// in one whole-store write; reader threads of this process must never see
+/// them differ.
+#[test]
+fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
+    const TEST: &str = "shared_guards_give_reader_threads_a_consistent_view_of_several_keys";
+    const WRITES: u64 = 20_000;
+    if let Some(ctx) = child(TEST) {
+        let (store, lock) = open(&ctx.args()[0], &ctx.args()[1]);
+        ctx.wait_for_start();
+        for i in 0..WRITES {
+            let v = i.to_string();
+            store.write(&lock, |tx| tx.set(b"a", v.as_bytes()).and_then(|()| tx.set(b"b", v.as_bytes()))).unwrap();
+        }
+        ctx.exit();
+    }
+    for variant in [OFD_RANGE, CLASSIC_RANGE] {
+        let dir = maph_testkit::temp_dir();
+        let path = new_store(dir.path(), "view.maph");
+        let (store, lock) = open(&path, variant);
+        let mut writer = spawn(TEST, "writer", &[path.display().to_string(), variant.to_string()]);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (checks, torn) = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let (mut checks, mut torn) = (0u64, 0u64);
+                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                            let guard = lock.lock_shared(LockScope::Whole).unwrap();
+                            let a = store.get(b"a").unwrap();
+                            std::thread::yield_now(); // give a writer every chance to slip in
+                            let b = store.get(b"b").unwrap();
+                            drop(guard);
+                            checks += 1;
+                            torn += u64::from(a != b);
+                            // Leave gaps, or the readers could keep the writer out forever.
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        (checks, torn)
+                    })
+                })
+                .collect();
+            writer.start();
+            writer.finish_ok();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            readers.into_iter().map(|r| r.join().unwrap()).fold((0, 0), |(c, t), (c2, t2)| (c + c2, t + t2))
+        });
+        println!("{variant}: {checks} reads checked, {torn} torn");
+        assert!(checks > 0);
+        assert_eq!(torn, 0, "{variant}: a reader holding shared access saw a half-applied write");
+        assert_eq!(counter(&store, b"a"), WRITES - 1);
+    }
+}
