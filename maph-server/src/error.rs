@@ -1,7 +1,9 @@
 //! Every error the API returns: a status code and `{"error": "..."}`.
 
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use maph_core::Error;
 
@@ -92,17 +94,39 @@ pub(crate) fn json_error_response(status: StatusCode, message: &str) -> Response
 /// The largest error body from axum's own rejections we turn into a message.
 const MAX_REJECTION_TEXT: usize = 4096;
 
-/// Middleware: any error response that is not JSON yet (axum's own rejections
-/// for a bad path, a 405, a body over the limit) is rewritten as
-/// `{"error": "..."}`, so every error a client sees has the same shape.
-pub(crate) async fn json_errors(response: Response) -> Response {
+/// Middleware: every error response leaves as JSON, and closes a connection
+/// whose request body may be left unread.
+///
+/// - Any error that is not JSON yet (axum's own rejections for a bad path, a
+///   405, a body over the limit) is rewritten as `{"error": "..."}`, so every
+///   error a client sees has the same shape.
+/// - An error answered before the request body was read (a bad store name, a
+///   missing token) leaves that body in the connection; hyper then drops the
+///   connection, and a client that reuses it from its pool sees a reset on its
+///   *next* request. `Connection: close` says so up front.
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let mut response = as_json(response).await;
+    if has_body {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn as_json(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if is_json {
         return response;
     }
     let (parts, body) = response.into_parts();

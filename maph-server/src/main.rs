@@ -21,9 +21,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
-    let result = args.serve.into_config(args.data_dir).map_err(|e| e.to_string()).and_then(|config| {
-        run_until_signal(config).map_err(|e| e.to_string())
-    });
+    let result = args
+        .serve
+        .into_config(args.data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|config| run_until_signal(config).map_err(|e| e.to_string()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -57,7 +57,8 @@ pub(crate) fn rebuild(store: &Store) -> Result<(PathBuf, OptimizeReport), Error>
             Config::new(slots).slot_size(layout.slot_size).max_probes(layout.max_probes).strategy(layout.strategy);
         match copy_into(store, &tmp, config) {
             Ok(keys) => {
-                let bytes_after = std::fs::metadata(&tmp).map_err(|e| Error::io("could not stat the rebuilt store", e))?;
+                let bytes_after =
+                    std::fs::metadata(&tmp).map_err(|e| Error::io("could not stat the rebuilt store", e))?;
                 let report = OptimizeReport {
                     keys,
                     slots_before: layout.slot_count,
@@ -124,7 +125,9 @@ mod tests {
         let store = Store::open(&path, Mode::ReadWrite).unwrap();
         let writer = SingleWriter::new(&store).unwrap();
         store
-            .write(&writer, |tx| (0..3000).try_for_each(|i| tx.set(format!("k{i}").as_bytes(), format!("{i}").as_bytes())))
+            .write(&writer, |tx| {
+                (0..3000).try_for_each(|i| tx.set(format!("k{i}").as_bytes(), format!("{i}").as_bytes()))
+            })
             .unwrap();
         let (tmp, report) = rebuild(&store).unwrap();
         assert_eq!(report.keys, 3000);

@@ -36,9 +36,8 @@ impl Registry {
     /// holds its lease, another strategy) is logged and skipped; requests for
     /// it retry and report why.
     pub fn open(config: &ServerConfig) -> Result<Registry, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::io(format!("could not create the data directory {}", config.data_dir.display()), e)
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::io(format!("could not create the data directory {}", config.data_dir.display()), e))?;
         let registry = Registry {
             dir: config.data_dir.clone(),
             stores: RwLock::new(HashMap::new()),
@@ -48,9 +47,8 @@ impl Registry {
             max_group: config.max_group,
             max_store_bytes: config.max_store_bytes,
         };
-        let entries = std::fs::read_dir(&config.data_dir).map_err(|e| {
-            Error::io(format!("could not list the data directory {}", config.data_dir.display()), e)
-        })?;
+        let entries = std::fs::read_dir(&config.data_dir)
+            .map_err(|e| Error::io(format!("could not list the data directory {}", config.data_dir.display()), e))?;
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".maph")) else { continue };

@@ -58,7 +58,7 @@ pub(crate) fn router(state: AppState) -> Router {
         // after the token check, and every error leaves as JSON.
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), require_token_for_writes))
-        .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn(json_errors))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))

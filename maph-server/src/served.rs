@@ -108,7 +108,8 @@ impl ServedStore {
         let shared =
             Arc::new(Shared { name: name.clone(), current: RwLock::new(store.clone()), stats: WriterStats::default() });
         let (queue, jobs) = bounded(queue_capacity.max(1));
-        let writer = WriterLoop { shared: shared.clone(), store, lease: Some(lease), jobs, max_group: max_group.max(1) };
+        let writer =
+            WriterLoop { shared: shared.clone(), store, lease: Some(lease), jobs, max_group: max_group.max(1) };
         let thread = std::thread::Builder::new()
             .name(format!("maph-writer-{name}"))
             .spawn(move || writer.run())

@@ -259,7 +259,8 @@ mod tests {
             })
             .collect();
         drop(queue); // the loop ends once it has drained the queue
-        let writer = WriterLoop { shared: shared.clone(), store: store.clone(), lease: Some(lease), jobs, max_group: 64 };
+        let writer =
+            WriterLoop { shared: shared.clone(), store: store.clone(), lease: Some(lease), jobs, max_group: 64 };
         writer.run();
         let results = answers.into_iter().map(|a| a.blocking_recv().unwrap()).collect();
         (results, shared, store)
