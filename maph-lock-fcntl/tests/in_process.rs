@@ -264,3 +264,56 @@ fn a_window_guard_writes_only_its_key() {
     let outside = (0..).map(|i| format!("other{i}").into_bytes()).find(|k| !scope.covers(&store.scope_of(k))).unwrap();
     assert!(matches!(store.write_with(&guard, |tx| tx.set(&outside, b"x")), Err(Error::OutOfScope { .. })));
 }
+
+/// Permission denied, for real: the store is writable but its directory is not,
+/// so the lock file cannot be created. As root (CI) permission bits do not
+/// apply, so the child drops to the `nobody` user first.
+#[test]
+fn permission_denied_is_a_clear_error() {
+    const TEST: &str = "permission_denied_is_a_clear_error";
+    if let Some(ctx) = child(TEST) {
+        drop_root_privileges();
+        let store = Store::open(&ctx.args()[0], Mode::ReadWrite).unwrap();
+        for kind in [LockKind::Auto, LockKind::Classic] {
+            match FcntlCoordinator::with_options(&store, FcntlOptions::new().lock_kind(kind)) {
+                Err(e) => ctx.report(&format!("{kind:?}"), format!("{e:?}: {e}")),
+                Ok(_) => ctx.report(&format!("{kind:?}"), "none"),
+            }
+        }
+        ctx.exit();
+    }
+    let (_dir, path) = store_in_read_only_directory();
+    let done = spawn(TEST, "unprivileged", &[path.display().to_string()]).finish_ok();
+    // Writable again, so the temporary directory can be removed by a non-root user too.
+    let writable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(path.parent().unwrap(), writable).unwrap();
+    for kind in ["Auto", "Classic"] {
+        let error: String = done.report(kind);
+        assert!(error.starts_with("Io"), "{error}");
+        assert!(error.contains("permission denied"), "{error}");
+        assert!(error.contains(&lock_path(&path).display().to_string()), "{error}");
+    }
+}
+
+/// In a child process: become `nobody` if we are root, so permission bits apply.
+fn drop_root_privileges() {
+    use nix::unistd::{geteuid, setgid, setuid, Gid, Uid};
+    if geteuid().is_root() {
+        setgid(Gid::from_raw(65534)).expect("setgid nobody");
+        setuid(Uid::from_raw(65534)).expect("setuid nobody");
+    }
+}
+
+/// A store anyone may write, in a directory no one but root may write to.
+fn store_in_read_only_directory() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = maph_testkit::temp_dir();
+    let data = dir.path().join("read-only");
+    std::fs::create_dir(&data).unwrap();
+    let path = new_store(&data, "s.maph");
+    let set = |p: &std::path::Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    set(&path, 0o666);
+    set(&data, 0o555);
+    set(dir.path(), 0o755);
+    (dir, path)
+}
