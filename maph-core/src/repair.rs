@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::format::{SlotState, OFF_LIVE_COUNT};
-use crate::slot::{Repaired, SlotFault};
+use crate::slot::{Repaired, SlotCopy, SlotFault};
 use crate::{LockScope, Result, Store, WriteCoordinator};
 
 /// What a repair found and did.
@@ -21,6 +21,9 @@ pub struct RepairReport {
     pub finished: Vec<u64>,
     /// Slots left mid-write with torn content: cleared to tombstones.
     pub cleared: Vec<u64>,
+    /// Slots not mid-write whose content was damaged (checksum mismatch,
+    /// impossible lengths, or a key that lookups can never reach): cleared too.
+    pub damaged: Vec<u64>,
     /// Live keys counted by the repair (the header's count is reset to this).
     pub live: u64,
 }
@@ -28,7 +31,7 @@ pub struct RepairReport {
 impl RepairReport {
     /// Whether anything had to be repaired.
     pub fn is_clean(&self) -> bool {
-        self.finished.is_empty() && self.cleared.is_empty()
+        self.finished.is_empty() && self.cleared.is_empty() && self.damaged.is_empty()
     }
 }
 
@@ -45,7 +48,8 @@ pub struct VerifyReport {
     pub in_progress: Vec<u64>,
     /// Slots whose checksum does not match their content, or whose lengths are impossible.
     pub corrupt: Vec<u64>,
-    /// Live keys stored outside their probe window (a foreign or damaged layout).
+    /// Live keys that lookups cannot reach: outside their probe window or with
+    /// another key's hash tag (a foreign or damaged layout).
     pub misplaced: Vec<u64>,
 }
 
@@ -80,17 +84,29 @@ impl Store {
                 Some(Repaired::Cleared) => report.cleared.push(index),
                 None => {}
             }
-            if let Ok(copy) = slot.read_entry(self.read_patience) {
-                report.live += u64::from(copy.meta.state == SlotState::Live);
-            } else {
-                // A slot with impossible lengths: clear it too.
-                slot.write(None);
-                report.cleared.push(index);
+            match slot.read_entry(self.read_patience) {
+                Ok(copy) if copy.checksum_ok && self.reachable(index, &copy) => {
+                    report.live += u64::from(copy.meta.state == SlotState::Live);
+                }
+                _ => {
+                    slot.write(None);
+                    report.damaged.push(index);
+                }
             }
         }
         // Relaxed: we are the only writer; readers use it as a statistic.
         self.region.word(OFF_LIVE_COUNT).store(report.live, Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// Whether a lookup of the slot's key can find it: a live key must sit in its
+    /// probe window and carry its hash tag (empty and tombstone slots always can).
+    fn reachable(&self, index: u64, copy: &SlotCopy) -> bool {
+        if copy.meta.state != SlotState::Live {
+            return true;
+        }
+        let key = &copy.body[..copy.meta.key_len];
+        copy.tag == self.hash(key).tag && self.scope_of(key).contains_slot(index)
     }
 
     /// Reads every slot and reports what is mid-write, damaged or misplaced.
@@ -107,8 +123,7 @@ impl Store {
                     SlotState::Tombstone => report.tombstones += 1,
                     SlotState::Live => {
                         report.live += 1;
-                        let key = &copy.body[..copy.meta.key_len];
-                        if !self.scope_of(key).contains_slot(index) {
+                        if !self.reachable(index, &copy) {
                             report.misplaced.push(index);
                         }
                     }

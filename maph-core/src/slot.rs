@@ -71,6 +71,8 @@ pub(crate) enum Seen {
 /// A whole entry copied out of a slot, with its stored checksum.
 pub(crate) struct SlotCopy {
     pub meta: Meta,
+    /// The hash tag in the slot's `hash_version` word.
+    pub tag: u32,
     /// Key followed by value.
     pub body: Vec<u8>,
     pub checksum_ok: bool,
@@ -206,7 +208,7 @@ impl<'r> Slot<'r> {
             if self.hash_version().load(Ordering::Relaxed) == before {
                 let meta = meta.ok_or(SlotFault::Damaged)?;
                 let checksum_ok = checksum_of(meta, &body) == checksum;
-                return Ok(SlotCopy { meta, body, checksum_ok });
+                return Ok(SlotCopy { meta, tag: (before >> 32) as u32, body, checksum_ok });
             }
             waiter.wait()?;
         }

@@ -227,7 +227,7 @@ fn damaged_slot_contents_are_errors_not_panics() {
     // Repair clears them; nothing panics and the store is usable again.
     let store = Store::open(&path, Mode::ReadWrite).unwrap();
     let writer = SingleWriter::new(&store).unwrap();
-    assert_eq!(writer.repair_report().cleared.len(), 8);
+    assert_eq!(writer.repair_report().damaged.len(), 8);
     assert!(store.verify().is_clean());
     store.set(&writer, b"again", b"ok").unwrap();
     assert_eq!(store.len(), 1);

