@@ -158,6 +158,12 @@ impl<C: WriteCoordinator> ShardedStore<C> {
     /// another process holds it; a lease dies with its process, so the shard of
     /// an owner that crashed can be claimed at once. Claiming a shard this handle
     /// already holds does nothing.
+    ///
+    /// `WriterBusy` with no pid right after a lease was released means the lease
+    /// lingers in a child process that another thread of the releasing process
+    /// is spawning: the child holds a copy of every descriptor until it execs
+    /// (a few microseconds to milliseconds; maph opens them close-on-exec).
+    /// Retry.
     pub fn claim(&mut self, shard: u32) -> Result<&C> {
         let index = self.index(shard)?;
         if self.shards[index].writer.is_none() {

@@ -7,8 +7,9 @@ use common::keys_of_shard;
 use maph_core::{Error as CoreError, Mode};
 use maph_shard::{Error, ShardConfig, ShardedStore};
 
-/// A store of `shards` shards of `slots` slots; a probe window of up to 32 keeps
-/// maph-core's `TableFull` away at the loads (up to 0.5) these tests reach.
+/// A store of `shards` shards of `slots` slots. maph-core refuses a key whose
+/// probe window is full (`TableFull`); with a window of 32 slots that stays
+/// vanishingly rare at the loads (at most 0.3) these tests reach.
 fn store(shards: u32, slots: u64) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = maph_testkit::temp_dir();
     let dir = tmp.path().join("store");
@@ -48,7 +49,7 @@ fn release_hands_the_shard_over_and_forgets_the_owner() {
 
 #[test]
 fn every_handle_routes_alike_and_reads_every_shard() {
-    let (_tmp, dir) = store(5, 512);
+    let (_tmp, dir) = store(5, 1_024);
     let mut writer = ShardedStore::open(&dir, Mode::ReadWrite).unwrap();
     writer.claim_all().unwrap();
     for i in 0..1_000 {
@@ -77,7 +78,7 @@ fn every_handle_routes_alike_and_reads_every_shard() {
 
 #[test]
 fn stats_show_keys_load_writes_and_skew() {
-    let (_tmp, dir) = store(4, 1_000);
+    let (_tmp, dir) = store(4, 2_000);
     let mut store = ShardedStore::open(&dir, Mode::ReadWrite).unwrap();
     store.claim_all().unwrap();
     for i in 0..2_000 {
@@ -87,15 +88,15 @@ fn stats_show_keys_load_writes_and_skew() {
     assert_eq!(even.keys, 2_000);
     assert_eq!(even.shards.iter().map(|s| s.keys).sum::<u64>(), 2_000);
     for s in &even.shards {
-        assert_eq!(s.slots, 1_000);
-        assert!((s.load_factor - s.keys as f64 / 1_000.0).abs() < 1e-12);
+        assert_eq!(s.slots, 2_000);
+        assert!((s.load_factor - s.keys as f64 / 2_000.0).abs() < 1e-12);
         assert_eq!(s.writes, s.keys);
         assert!(s.claimed);
         assert_eq!(s.owner_pid, Some(std::process::id()));
         assert_eq!(s.contention.unwrap().acquisitions, s.keys);
     }
-    // 500 keys per shard on average: the spread is a few percent.
-    assert!(even.key_skew.max_over_mean < 1.15, "{even}");
+    // 500 keys per shard on average, standard deviation about 19: 1.25 is over 6 of them.
+    assert!(even.key_skew.max_over_mean < 1.25, "{even}");
     assert!(even.key_skew.coefficient_of_variation < 0.1, "{even}");
 
     // One hot key: all further writes go to one shard, and the write skew shows it.
@@ -107,7 +108,7 @@ fn stats_show_keys_load_writes_and_skew() {
     let hot_shard = store.shard_for(b"hot") as usize;
     assert_eq!(hot.shards.iter().map(|s| s.writes).enumerate().max_by_key(|&(_, w)| w).unwrap().0, hot_shard);
     assert!(hot.write_skew.max_over_mean > 3.0, "one of 4 shards takes ~92% of the writes: {hot}");
-    assert!(hot.key_skew.max_over_mean < 1.15, "the keys themselves are still even: {hot}");
+    assert!(hot.key_skew.max_over_mean < 1.25, "the keys themselves are still even: {hot}");
     assert!(format!("{hot}").contains("write skew"));
 
     let reader = ShardedStore::open(&dir, Mode::ReadOnly).unwrap().stats();

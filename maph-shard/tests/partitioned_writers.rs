@@ -59,8 +59,8 @@ fn owners_write_disjoint_keys_and_a_fresh_process_reads_them_all() {
 
     let tmp = maph_testkit::temp_dir();
     let dir = tmp.path().join("store");
-    // ~1000 keys per shard: a probe window of 32 keeps maph-core's TableFull out of the way at this load.
-    let manifest = ShardedStore::create(&dir, &ShardConfig::new(OWNERS, 2_048).max_probes(32)).unwrap();
+    // ~1000 keys per shard, load 0.25: a probe window of 32 keeps maph-core's TableFull away.
+    let manifest = ShardedStore::create(&dir, &ShardConfig::new(OWNERS, 4_096).max_probes(32)).unwrap();
     let arg = |shard: u32| vec![dir.display().to_string(), shard.to_string()];
     let mut owners: Vec<_> = (0..OWNERS).map(|s| spawn(TEST, "owner", &arg(s))).collect();
     start_all(&mut owners);

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{value_of, TestFlock};
+use common::{retry_while_released_lease_lingers as retry, value_of, TestFlock};
 use maph_core::{Error as CoreError, Mode};
 use maph_shard::{reshard, Error, Reshard, ShardConfig, ShardedStore, MANIFEST_FILE};
 use maph_testkit::{child, spawn};
@@ -68,7 +68,7 @@ fn reshard_4_to_7_keeps_every_entry_and_moves_only_what_jump_hashing_moves() {
     let (tmp, old) = filled(4);
     let before = fingerprint(&old);
     let new = tmp.path().join("new");
-    let report = reshard(&old, &new, 7).unwrap();
+    let report = retry(|| reshard(&old, &new, 7)).unwrap();
     println!("{report}");
     assert_eq!((report.from_shards, report.to_shards, report.entries), (4, 7, KEYS));
     assert_eq!(report.per_shard.iter().sum::<u64>(), KEYS);
@@ -108,7 +108,7 @@ fn reshard_4_to_7_keeps_every_entry_and_moves_only_what_jump_hashing_moves() {
 fn reshard_to_fewer_shards_keeps_every_entry() {
     let (tmp, old) = filled(4);
     let new = tmp.path().join("new");
-    let report = Reshard::new(2).slots_per_shard(8_192).run(&old, &new).unwrap();
+    let report = retry(|| Reshard::new(2).slots_per_shard(8_192).run(&old, &new)).unwrap();
     assert_eq!(report.entries, KEYS);
     let store = ShardedStore::open(&new, Mode::ReadOnly).unwrap();
     assert_eq!((store.shard_count(), store.manifest().slots_per_shard), (2, 8_192));
@@ -124,11 +124,11 @@ fn reshard_refuses_a_non_empty_target_and_writes_nothing() {
     let new = tmp.path().join("new");
     fs::create_dir(&new).unwrap();
     fs::write(new.join("notes.txt"), b"mine").unwrap();
-    let err = reshard(&old, &new, 3).unwrap_err();
+    let err = retry(|| reshard(&old, &new, 3)).unwrap_err();
     assert!(matches!(&err, Error::TargetNotEmpty { path } if *path == new), "{err:?}");
     assert_eq!(fs::read_dir(&new).unwrap().count(), 1);
     // Resharding into the old directory itself is the same case.
-    assert!(matches!(reshard(&old, &old, 3), Err(Error::TargetNotEmpty { .. })));
+    assert!(matches!(retry(|| reshard(&old, &old, 3)), Err(Error::TargetNotEmpty { .. })));
     assert_eq!(fingerprint(&old), before);
 }
 
@@ -136,7 +136,7 @@ fn reshard_refuses_a_non_empty_target_and_writes_nothing() {
 fn reshard_refuses_zero_shards_and_writes_nothing() {
     let (tmp, old) = filled(2);
     let new = tmp.path().join("new");
-    assert!(matches!(reshard(&old, &new, 0), Err(Error::ZeroShards { .. })));
+    assert!(matches!(retry(|| reshard(&old, &new, 0)), Err(Error::ZeroShards { .. })));
     assert!(!new.exists());
 }
 
@@ -154,13 +154,13 @@ fn reshard_refuses_while_an_owner_is_writing() {
     let mut owner = spawn(TEST, "owner", &[old.display().to_string()]);
     owner.wait_for_report("claimed");
     let new = tmp.path().join("new");
-    match reshard(&old, &new, 3) {
+    match retry(|| reshard(&old, &new, 3)) {
         Err(Error::Store(CoreError::WriterBusy { pid })) => assert_eq!(pid, Some(owner.pid())),
         other => panic!("expected WriterBusy, got {other:?}"),
     }
     assert!(!new.exists(), "nothing was created");
     owner.finish_ok();
-    reshard(&old, &new, 3).expect("with the owner gone the reshard runs");
+    retry(|| reshard(&old, &new, 3)).expect("with the owner gone the reshard runs");
 }
 
 #[test]
@@ -169,20 +169,20 @@ fn a_failed_reshard_removes_the_partial_layout() {
     let before = fingerprint(&old);
     // 7 shards of 64 slots cannot hold 6000 entries: the copy fails part way.
     let made = tmp.path().join("made");
-    let err = Reshard::new(7).slots_per_shard(64).run(&old, &made).unwrap_err();
+    let err = retry(|| Reshard::new(7).slots_per_shard(64).run(&old, &made)).unwrap_err();
     assert!(matches!(err, Error::Store(CoreError::TableFull { .. })), "{err:?}");
     assert!(!made.exists(), "the directory the reshard made is gone");
 
     // A target that existed empty stays, empty.
     let existing = tmp.path().join("existing");
     fs::create_dir(&existing).unwrap();
-    let err = Reshard::new(7).slots_per_shard(64).run(&old, &existing).unwrap_err();
+    let err = retry(|| Reshard::new(7).slots_per_shard(64).run(&old, &existing)).unwrap_err();
     assert!(matches!(err, Error::Store(CoreError::TableFull { .. })), "{err:?}");
     assert_eq!(fs::read_dir(&existing).unwrap().count(), 0, "every file it made is gone");
 
     assert_eq!(fingerprint(&old), before, "the old layout is untouched");
     // The source's leases were released: it can be resharded properly now.
-    assert_eq!(reshard(&old, &existing, 7).unwrap().entries, KEYS);
+    assert_eq!(retry(|| reshard(&old, &existing, 7)).unwrap().entries, KEYS);
 }
 
 #[test]

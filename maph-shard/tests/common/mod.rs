@@ -97,3 +97,27 @@ impl WriteCoordinator for TestFlock {
         Some(self.store)
     }
 }
+
+/// Runs `attempt` again while it fails with `WriterBusy` naming no owner, for
+/// at most 30 s.
+///
+/// A lease this process just released can still be held for a moment: another
+/// test thread spawning a child copies every open descriptor into it, and the
+/// child's copy of the lease keeps the `flock` until the child execs (Rust
+/// opens files close-on-exec, so no longer). The released lease's pid record
+/// is empty, so such a busy lease names no owner. A live owner always does.
+pub fn retry_while_released_lease_lingers<T>(
+    mut attempt: impl FnMut() -> maph_shard::Result<T>,
+) -> maph_shard::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match attempt() {
+            Err(maph_shard::Error::Store(maph_core::Error::WriterBusy { pid: None }))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            other => return other,
+        }
+    }
+}
