@@ -1,0 +1,112 @@
+//! What the numbers were measured on: the report names the machine and the
+//! conditions (load average, profile, filesystem) so a reader can judge them.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The machine and build a run happened on.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// CPU model name from /proc/cpuinfo.
+    pub cpu: String,
+    /// Logical CPUs this process may use.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// The compiler that built the benchmark.
+    pub rustc: String,
+    /// Whether the benchmark was built with optimisations.
+    pub optimized: bool,
+    /// Filesystem type of the directory holding the stores.
+    pub filesystem: String,
+}
+
+impl Machine {
+    /// Looks at this machine; `data_dir` is where the stores will live.
+    pub fn detect(data_dir: &Path) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
+            rustc: env!("MAPH_BENCH_RUSTC").to_string(),
+            optimized: !cfg!(debug_assertions),
+            filesystem: filesystem_of(data_dir).unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+/// The 1-, 5- and 15-minute load averages: how busy the machine was.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = read_trimmed("/proc/loadavg")?;
+    let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// The type of the filesystem holding `path` (longest matching mount point).
+fn filesystem_of(path: &Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, point, kind) = (f.next()?, f.next()?, f.next()?);
+            Some((point.to_string(), kind.to_string()))
+        })
+        .filter(|(point, _)| path.starts_with(point))
+        .max_by_key(|(point, _)| point.len())
+        .map(|(_, kind)| kind)
+}
+
+/// Now, in UTC, as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
+    #[test]
+    fn this_machine_is_described() {
+        let m = Machine::detect(Path::new("/"));
+        assert!(m.cores >= 1);
+        assert!(m.rustc.starts_with("rustc "), "{}", m.rustc);
+        assert_ne!(m.filesystem, "unknown");
+    }
+}

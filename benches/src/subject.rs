@@ -1,0 +1,112 @@
+//! What every row of the table is measured through: a [`Subject`].
+//!
+//! The workloads ([`crate::workload`], [`crate::contention`]) are written once,
+//! against this trait. A maph store behind any [`WriteCoordinator`](maph_core::WriteCoordinator)
+//! is one implementation ([`crate::subjects::MaphSubject`], generic over the
+//! coordinator), and each peer database is another. Rows are handled as
+//! `Box<dyn Subject>`: every row, the baseline included, pays the same one
+//! indirect call per operation (about a nanosecond), so ratios are unaffected.
+
+use std::time::{Duration, Instant};
+
+use maph_core::ContentionStats;
+
+/// One thing the benchmark measures: a store and the way its writes are coordinated.
+pub trait Subject {
+    /// Stores `value` under `key`: the "write" column. A maph store locks only
+    /// the key's probe window where its coordinator can (`Store::set`).
+    fn set(&mut self, key: &[u8], value: &[u8]) -> anyhow::Result<()>;
+
+    /// Reads `key` into `out` the cheapest way the subject offers: the "read"
+    /// column (lock-free for maph, a read transaction for the peers).
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> anyhow::Result<bool>;
+
+    /// Reads `key` while holding the strategy's shared lock on its window, as
+    /// the reference's `flock(LOCK_SH)` reader does. Only asked when
+    /// [`has_locked_read`](Self::has_locked_read) is true.
+    fn get_locked(&mut self, key: &[u8], out: &mut Vec<u8>) -> anyhow::Result<bool> {
+        self.get(key, out)
+    }
+
+    /// Whether [`get_locked`](Self::get_locked) differs from [`get`](Self::get).
+    /// Peers read from a snapshot and have no separate locked read.
+    fn has_locked_read(&self) -> bool {
+        false
+    }
+
+    /// Stores `value` under every key of `keys` in one write (one lock
+    /// acquisition, or one transaction): the "100 writes" column.
+    fn set_batch(&mut self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()>;
+
+    /// Reads every key of `keys` (lock-free for maph, one read transaction for
+    /// the peers) and returns how many were found: the "100 reads" column.
+    fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize>;
+
+    /// Adds one to the little-endian `u64` counter under `key` as one atomic
+    /// read-modify-write (what the contention runs do), timing how long the
+    /// lock took to get.
+    fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment>;
+
+    /// The counter under `key` (zero if absent).
+    fn counter(&mut self, key: &[u8]) -> anyhow::Result<u64> {
+        let mut out = Vec::new();
+        Ok(if self.get(key, &mut out)? { decode_counter(&out).unwrap_or(0) } else { 0 })
+    }
+
+    /// The `count` counter keys worker `worker` of `procs` increments in a
+    /// contention run. Default: the same keys for every worker, so writers
+    /// really collide. Partitioned stores pick keys the worker's shard owns.
+    fn contention_keys(&self, worker: usize, procs: usize, count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+        let _ = (worker, procs);
+        Ok((0..count).map(counter_key).collect())
+    }
+
+    /// The coordinator's contention figures, for maph rows.
+    fn contention(&self) -> Option<ContentionStats> {
+        None
+    }
+}
+
+/// How one increment went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Increment {
+    /// From asking for the lock to holding it.
+    pub lock_wait: Duration,
+    /// The old value could not be decoded (a torn or foreign value): the
+    /// increment started again from zero. Only uncoordinated writers see this.
+    pub damaged: bool,
+}
+
+/// The key of counter `i` in the contention runs.
+pub fn counter_key(i: usize) -> Vec<u8> {
+    format!("counter:{i:04}").into_bytes()
+}
+
+/// A counter's stored form: 8 bytes, little-endian.
+pub fn encode_counter(n: u64) -> [u8; 8] {
+    n.to_le_bytes()
+}
+
+/// Decodes a counter; `None` if the bytes are not one.
+pub fn decode_counter(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// The next value of a counter whose stored bytes are `old`: old + 1, or 1
+/// (and `damaged`) when `old` is not a counter.
+pub fn next_counter(old: Option<&[u8]>) -> (u64, bool) {
+    match old {
+        None => (1, false),
+        Some(bytes) => match decode_counter(bytes) {
+            Some(n) => (n.wrapping_add(1), false),
+            None => (1, true),
+        },
+    }
+}
+
+/// Times a lock acquisition: returns what `acquire` returned and how long it took.
+pub fn timed<T>(acquire: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let value = acquire();
+    (value, started.elapsed())
+}

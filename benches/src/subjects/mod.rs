@@ -1,0 +1,9 @@
+//! The implementations of [`Subject`](crate::Subject): maph (any coordinator) and the peers.
+
+mod lmdb;
+mod maph;
+mod redb;
+
+pub use self::lmdb::LmdbSubject;
+pub use self::maph::MaphSubject;
+pub use self::redb::RedbSubject;
