@@ -70,6 +70,10 @@ pub struct FutexCoordinator {
     me: Me,
     /// Slots per stripe (the last stripe may have fewer).
     stripe_width: u64,
+    /// `⌈2⁶⁴ / stripe_width⌉`, so that `slot / stripe_width` is a multiply
+    /// (`None` for stores of 2³² slots or more, where it would not be exact).
+    stripe_reciprocal: Option<u128>,
+    slot_count: u64,
     all_stripes: u64,
     counters: ContentionCounters,
     /// Counts nothing anyone reads: the repair pass's pseudo-acquisition.
@@ -155,6 +159,8 @@ impl FutexCoordinator {
         Ok(FutexCoordinator {
             me: Me { pid: me.pid(), start_tag: me.start_tag(), detection_period: DETECTION_PERIOD },
             stripe_width,
+            stripe_reciprocal: (store.slot_count() < 1 << 32).then(|| (1u128 << 64).div_ceil(u128::from(stripe_width))),
+            slot_count: store.slot_count(),
             // At most 47 stripes: the mask fits a u64 with room to spare.
             all_stripes: (1u64 << stripes) - 1,
             counters: ContentionCounters::new(),
@@ -170,21 +176,50 @@ impl FutexCoordinator {
         self.region.stripes.len() as u32
     }
 
-    /// The stripe that covers slot `index`.
+    /// The stripe that covers slot `index` (slot `i` is in stripe
+    /// `⌊i / ⌈slots / K⌉⌋`).
+    #[inline]
     pub fn stripe_of_slot(&self, index: u64) -> u32 {
-        ((index / self.stripe_width) as u32).min(self.stripes() - 1)
+        let stripe = match self.stripe_reciprocal {
+            // Exact for index × width < 2⁶⁴, which holds below 2³² slots:
+            // the error of the rounded-up reciprocal stays below one step.
+            Some(reciprocal) => ((u128::from(index) * reciprocal) >> 64) as u64,
+            None => index / self.stripe_width,
+        };
+        stripe.min(u64::from(self.stripes() - 1)) as u32
     }
 
-    /// The stripes a write of `scope` takes, as a bit mask (bit `s` = stripe `s`).
+    /// The stripes a write of `scope` takes, as a bit mask (bit `s` = stripe
+    /// `s`). A window that is not this store's (another slot count, a first
+    /// slot past the end) conservatively takes every stripe.
+    #[inline]
     pub fn stripes_of(&self, scope: LockScope) -> u64 {
         match scope {
             LockScope::Whole => self.all_stripes,
-            LockScope::Window { .. } => scope
-                .ranges()
-                .filter(|r| !r.is_empty())
-                .flat_map(|r| self.stripe_of_slot(r.start)..=self.stripe_of_slot(r.end - 1))
-                .fold(0, |mask, s| mask | 1 << s),
+            LockScope::Window { first, len, slot_count } => {
+                if slot_count != self.slot_count || first >= slot_count {
+                    return self.all_stripes;
+                }
+                if len == 0 {
+                    return 0;
+                }
+                let end = first + u64::from(len).min(slot_count); // exclusive; ≤ 2 × slot_count
+                if end <= slot_count {
+                    self.span(first, end - 1)
+                } else {
+                    // Wraps: the start of the table, and the tail from `first`.
+                    self.span(0, end - slot_count - 1) | self.span(first, slot_count - 1)
+                }
+            }
         }
+    }
+
+    /// The mask of the stripes covering slots `a..=b` (`a ≤ b`).
+    #[inline]
+    fn span(&self, a: u64, b: u64) -> u64 {
+        let (low, high) = (self.stripe_of_slot(a), self.stripe_of_slot(b));
+        // high ≤ 46, so neither shift overflows.
+        ((1u64 << high) << 1) - (1u64 << low)
     }
 
     /// The store this coordinator locks.
@@ -251,6 +286,7 @@ impl FutexCoordinator {
 
     /// Releases the word of every stripe in `mask` (all held by the caller),
     /// in descending order.
+    #[inline]
     fn give_back(&self, mask: u64) {
         let mut rest = mask;
         while rest != 0 {
@@ -260,44 +296,13 @@ impl FutexCoordinator {
         }
     }
 
-    /// Whether a takeover somewhere left slots to repair. Relaxed: see `take`.
-    #[inline]
-    fn repair_pending(&self) -> bool {
-        self.region.repair_pending.load(Ordering::Relaxed) != 0
-    }
-
-    /// With every stripe held: repairs the whole store if still needed, then
-    /// clears the flag. The repair goes through maph-core's `Store::repair`,
-    /// handed a coordinator that knows the whole store is already locked.
-    fn repair_holding_all(&self) -> Result<()> {
-        if !self.repair_pending() {
-            return Ok(()); // someone repaired while we waited for the stripes
-        }
-        let report = self.store.repair(&HeldWhole { owner: self })?;
-        self.record_repair(&report);
-        // Relaxed: published to every later holder by our release of all stripes.
-        self.region.repair_pending.store(0, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn record_repair(&self, report: &RepairReport) {
-        self.recovery.repair_passes.fetch_add(1, Ordering::Relaxed);
-        self.recovery.slots_finished.fetch_add(report.finished.len() as u64, Ordering::Relaxed);
-        self.recovery.slots_cleared.fetch_add(report.cleared.len() as u64, Ordering::Relaxed);
-    }
-}
-
-impl WriteCoordinator for FutexCoordinator {
-    fn strategy(&self) -> Strategy {
-        Self::STRATEGY
-    }
-
-    /// Takes the stripes of `scope` in ascending order. If a takeover (by us or
+    /// Takes the stripes of `mask` in ascending order. If a takeover (by us or
     /// by anyone since) left the store needing repair, first releases them,
     /// takes every stripe, repairs the whole store, and starts over: a dead
     /// holder's half-written slot is mended before anyone writes or waits on it.
-    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
-        let mask = self.stripes_of(scope);
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self, access: Access, scope: LockScope, mask: u64, wait: Wait) -> Result<Option<Ticket>> {
         loop {
             if self.take(mask, wait).is_none() {
                 return Ok(None);
@@ -322,12 +327,70 @@ impl WriteCoordinator for FutexCoordinator {
         }
     }
 
+    /// Whether a takeover somewhere left slots to repair. Relaxed: see `take`.
+    #[inline]
+    fn repair_pending(&self) -> bool {
+        self.region.repair_pending.load(Ordering::Relaxed) != 0
+    }
+
+    /// With every stripe held: repairs the whole store if still needed, then
+    /// clears the flag. The repair goes through maph-core's `Store::repair`,
+    /// handed a coordinator that knows the whole store is already locked.
+    fn repair_holding_all(&self) -> Result<()> {
+        if !self.repair_pending() {
+            return Ok(()); // someone repaired while we waited for the stripes
+        }
+        let report = self.store.repair(&HeldWhole { counters: &self.repair_counters, store: self.store.id() })?;
+        self.record_repair(&report);
+        // Relaxed: published to every later holder by our release of all stripes.
+        self.region.repair_pending.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn record_repair(&self, report: &RepairReport) {
+        self.recovery.repair_passes.fetch_add(1, Ordering::Relaxed);
+        self.recovery.slots_finished.fetch_add(report.finished.len() as u64, Ordering::Relaxed);
+        self.recovery.slots_cleared.fetch_add(report.cleared.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl WriteCoordinator for FutexCoordinator {
+    fn strategy(&self) -> Strategy {
+        Self::STRATEGY
+    }
+
+    /// Takes the stripes of `scope` in ascending order; see `acquire_slow` for
+    /// what happens after a takeover.
+    #[inline]
+    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
+        let mask = self.stripes_of(scope);
+        // The common case, kept small enough to inline into the caller: one
+        // stripe, free, no repair pending.
+        if mask.is_power_of_two() {
+            let stripe = &self.region.stripes[mask.trailing_zeros() as usize];
+            if stripe.try_lock(&self.me) {
+                if !self.repair_pending() {
+                    return Ok(Some(Ticket { access, scope, fence: None, private: mask }));
+                }
+                stripe.unlock();
+            }
+        }
+        self.acquire_slow(access, scope, mask, wait)
+    }
+
+    #[inline]
     unsafe fn release(&self, ticket: Ticket) {
         // The caller guarantees `ticket` came from `acquire` and is released
         // once: we hold exactly the stripes of its mask.
-        self.give_back(ticket.private);
+        let mask = ticket.private;
+        if mask.is_power_of_two() {
+            self.region.stripes[mask.trailing_zeros() as usize].unlock();
+        } else {
+            self.give_back(mask);
+        }
     }
 
+    #[inline]
     fn counters(&self) -> &ContentionCounters {
         &self.counters
     }
@@ -340,7 +403,9 @@ impl WriteCoordinator for FutexCoordinator {
 /// The coordinator handed to `Store::repair` while the caller already holds
 /// every stripe: it grants at once, and releases nothing.
 struct HeldWhole<'c> {
-    owner: &'c FutexCoordinator,
+    /// Counts nothing anyone reads: the repair's pseudo-acquisition.
+    counters: &'c ContentionCounters,
+    store: StoreId,
 }
 
 impl WriteCoordinator for HeldWhole<'_> {
@@ -356,10 +421,30 @@ impl WriteCoordinator for HeldWhole<'_> {
     unsafe fn release(&self, _ticket: Ticket) {}
 
     fn counters(&self) -> &ContentionCounters {
-        &self.owner.repair_counters
+        self.counters
     }
 
     fn bound_store(&self) -> Option<StoreId> {
-        self.owner.bound_store()
+        Some(self.store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The reciprocal used by `stripe_of_slot` divides exactly below 2³² slots.
+    #[test]
+    fn the_reciprocal_divides_exactly() {
+        let widths = [1u64, 2, 3, 7, 10, 64, 1000, 21_846, 91_268_056, (1 << 32) - 1];
+        for width in widths {
+            let reciprocal = (1u128 << 64).div_ceil(u128::from(width));
+            let slots = (width * 47).min((1 << 32) - 1);
+            let probes =
+                (0..2000).chain((0..2000).map(|i| slots.saturating_sub(1 + i))).chain((1..47).map(|k| k * width));
+            for index in probes.filter(|&i| i < slots) {
+                for i in [index.saturating_sub(1), index] {
+                    assert_eq!(((u128::from(i) * reciprocal) >> 64) as u64, i / width, "{i} / {width}");
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// How a wait ended. Every outcome sends the caller back to re-read the word,
 /// so the distinction only matters for diagnostics and for not spinning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Woken {
+pub(crate) enum WaitEnd {
     /// Woken by `FUTEX_WAKE`, by a signal, or spuriously.
     Woken,
     /// The word no longer held `expected` when the kernel looked.
@@ -27,18 +27,18 @@ pub(crate) enum Woken {
 ///
 /// The kernel compares the word and queues the caller atomically with respect to
 /// [`wake_one`], so a wake that follows a change of the word is never lost.
-pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Woken {
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) -> WaitEnd {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     match futex(word, libc::FUTEX_WAIT, expected, Some(&ts)) {
-        0 => Woken::Woken,
+        0 => WaitEnd::Woken,
         _ => match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) => Woken::Changed,
-            Some(libc::ETIMEDOUT) => Woken::TimedOut,
-            Some(libc::EINTR) => Woken::Woken,
-            _ => Woken::Failed,
+            Some(libc::EAGAIN) => WaitEnd::Changed,
+            Some(libc::ETIMEDOUT) => WaitEnd::TimedOut,
+            Some(libc::EINTR) => WaitEnd::Woken,
+            _ => WaitEnd::Failed,
         },
     }
 }
@@ -57,9 +57,7 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<&libc::tim
     // address as a key, so no Rust aliasing rule is broken. `timeout_ptr` is null
     // or points to a timespec borrowed for the call. FUTEX_WAIT and FUTEX_WAKE
     // ignore the remaining two arguments (uaddr2, val3).
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, timeout_ptr, std::ptr::null::<u32>(), 0u32)
-    }
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, timeout_ptr, std::ptr::null::<u32>(), 0u32) }
 }
 
 #[cfg(test)]
@@ -71,14 +69,14 @@ mod tests {
     #[test]
     fn a_wait_on_a_changed_word_returns_at_once() {
         let word = AtomicU32::new(1);
-        assert_eq!(wait(&word, 2, Duration::from_secs(5)), Woken::Changed);
+        assert_eq!(wait(&word, 2, Duration::from_secs(5)), WaitEnd::Changed);
     }
 
     #[test]
     fn a_wait_times_out_not_before_its_timeout() {
         let word = AtomicU32::new(7);
         let started = Instant::now();
-        assert_eq!(wait(&word, 7, Duration::from_millis(20)), Woken::TimedOut);
+        assert_eq!(wait(&word, 7, Duration::from_millis(20)), WaitEnd::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(20));
     }
 

@@ -13,7 +13,7 @@
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::futex::{self, Woken};
+use crate::futex::{self, WaitEnd};
 use crate::identity::holder_is_dead;
 use crate::region::StripeWords;
 
@@ -125,7 +125,7 @@ impl StripeWords<'_> {
                 continue;
             }
             let nap = left.min(me.detection_period - since_check);
-            if futex::wait(self.lock, seen | WAITERS, nap) == Woken::Failed {
+            if futex::wait(self.lock, seen | WAITERS, nap) == WaitEnd::Failed {
                 // No futex (a seccomp filter, say): degrade to polling, not spinning.
                 std::thread::sleep(nap.min(Duration::from_millis(1)));
             }
@@ -226,12 +226,12 @@ mod tests {
         let me = me();
         w.lock.store(3 * EPOCH_ONE, Ordering::Relaxed);
         assert!(w.try_lock(&me));
-        assert_eq!(w.lock.load(Ordering::Relaxed), 3 * EPOCH_ONE | me.pid);
-        assert_eq!(w.recorded_start(3 * EPOCH_ONE | me.pid), Some(me.start_tag));
+        assert_eq!(w.lock.load(Ordering::Relaxed), (3 * EPOCH_ONE) | me.pid);
+        assert_eq!(w.recorded_start((3 * EPOCH_ONE) | me.pid), Some(me.start_tag));
         assert!(!w.try_lock(&me), "the word is held");
         w.unlock();
         assert_eq!(w.lock.load(Ordering::Relaxed), 3 * EPOCH_ONE);
-        assert_eq!(w.recorded_start(3 * EPOCH_ONE | me.pid), None, "a released record describes nobody");
+        assert_eq!(w.recorded_start((3 * EPOCH_ONE) | me.pid), None, "a released record describes nobody");
     }
 
     #[test]
@@ -250,7 +250,7 @@ mod tests {
         let w = words(&buf);
         let me = me();
         // A holder with our pid but another start time: a reused pid.
-        let dead = 5 * EPOCH_ONE | me.pid;
+        let dead = (5 * EPOCH_ONE) | me.pid;
         w.lock.store(dead, Ordering::Relaxed);
         w.seq.store(2, Ordering::Relaxed);
         w.tag.store(dead, Ordering::Relaxed);
@@ -258,7 +258,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(30);
         assert_eq!(w.lock(&me, Some(deadline)), Some(Taken::TookOver));
         let now = w.lock.load(Ordering::Relaxed);
-        assert_eq!(now, 6 * EPOCH_ONE | WAITERS | me.pid);
+        assert_eq!(now, (6 * EPOCH_ONE) | WAITERS | me.pid);
         assert_eq!(w.recorded_start(now), Some(me.start_tag));
         assert_eq!(w.seq.load(Ordering::Relaxed) & 1, 0);
     }

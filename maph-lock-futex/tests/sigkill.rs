@@ -133,8 +133,9 @@ fn kill_loop(test: &str, stripes: u32) {
         args
     };
 
-    let mut survivors: Vec<Child> =
-        (0..SURVIVORS).map(|id| spawn(test, "survivor", &base(&[&id.to_string(), &stop.display().to_string()]))).collect();
+    let mut survivors: Vec<Child> = (0..SURVIVORS)
+        .map(|id| spawn(test, "survivor", &base(&[&id.to_string(), &stop.display().to_string()])))
+        .collect();
     for s in &mut survivors {
         s.start();
     }
