@@ -67,6 +67,13 @@ use crate::{FcntlOptions, Granularity, LockKind};
 /// - A panic inside a write releases the lock while unwinding (RAII guards).
 /// - A filesystem without record locks (or NFS without its lock service) is
 ///   reported when the coordinator is made, as [`Error::Coordination`].
+/// - The kernel does not queue record-lock waiters fairly: a whole-store
+///   writer ([`Store::write`]) waiting among busy byte-range writers may wait
+///   long (use a deadline). Readers holding shared access can likewise keep
+///   writers out for as long as they overlap.
+/// - A child made by `fork()` shares its parent's open file descriptions, and
+///   so the OFD locks held through them (classic locks are not inherited).
+///   maph opens its files close-on-exec, so `exec`'d programs get nothing.
 /// - Deleting or replacing the lock file while writers run splits them into
 ///   two groups that do not exclude each other; a coordinator that notices
 ///   (when it opens another description) refuses with [`Error::Coordination`].
