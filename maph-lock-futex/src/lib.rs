@@ -128,6 +128,8 @@
 //!   waiter runs (as with any barging mutex); waits are bounded only by the
 //!   holders' behaviour and the caller's deadline.
 //! - Do not carry a coordinator across `fork`; make one in the child.
+//! - Do not nest acquisitions in one thread (the lock is not reentrant, and a
+//!   repair pass needs every stripe).
 
 #![warn(missing_docs)]
 
@@ -140,3 +142,8 @@ mod stripe;
 pub use coordinator::{FutexCoordinator, RecoveryStats, DETECTION_PERIOD};
 pub use identity::{ProcessIdentity, ProcessState};
 pub use stripe::{EPOCH_MASK, PID_MASK, WAITERS};
+
+/// The README's example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
