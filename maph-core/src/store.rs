@@ -39,7 +39,8 @@ pub struct Config {
     pub slot_count: u64,
     /// Bytes per slot, a multiple of 64 (default 512): 32 of bookkeeping, the rest for key and value.
     pub slot_size: u32,
-    /// Probe window: how many consecutive slots a key may occupy (default 10).
+    /// Probe window: how many consecutive slots a key may occupy (default 64, or
+    /// the slot count if smaller; see [`DEFAULT_MAX_PROBES`](crate::format::DEFAULT_MAX_PROBES)).
     pub max_probes: u32,
     /// Hash seed; `None` picks a random one at create.
     pub hash_seed: Option<u64>,
@@ -53,7 +54,7 @@ impl Config {
         Config {
             slot_count,
             slot_size: DEFAULT_SLOT_SIZE,
-            max_probes: DEFAULT_MAX_PROBES,
+            max_probes: DEFAULT_MAX_PROBES.min(u32::try_from(slot_count).unwrap_or(u32::MAX)).max(1),
             hash_seed: None,
             strategy: Strategy::SINGLE_WRITER,
         }

@@ -30,7 +30,7 @@ pub struct ShardConfig {
     pub slots_per_shard: u64,
     /// Bytes per slot, a multiple of 64 (maph-core's default 512).
     pub slot_size: u32,
-    /// Probe window of each shard (maph-core's default 10).
+    /// Probe window of each shard (maph-core's default: 64, or the slot count if smaller).
     pub max_probes: u32,
     /// Seed of the routing hash; `None` picks a random one at create.
     pub routing_seed: Option<u64>,

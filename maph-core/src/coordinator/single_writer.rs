@@ -25,6 +25,12 @@ use crate::{Error, RepairReport, Result, Store, StoreId, Strategy};
 /// Choose it when one process (a server, an ingest job) can own all writes; see
 /// `maph-server` for writes arriving over HTTP.
 ///
+/// A caveat of every `flock`-based lease: a child process forked while the
+/// lease is held shares the lock's open file description until it execs (Rust
+/// opens files close-on-exec) or exits. If one thread drops the `SingleWriter`
+/// while another is between `fork` and `exec`, the lease stays taken for that
+/// moment, and a new writer gets [`Error::WriterBusy`] with no pid; retry.
+///
 /// ```
 /// use maph_core::{Config, Error, Mode, SingleWriter, Store};
 /// # let dir = tempfile::tempdir().unwrap();
