@@ -138,13 +138,13 @@ fn a_renewed_lease_outlives_many_ttls() {
     let server = RedisServer::start();
     let dir = maph_testkit::temp_dir();
     let store = store_in(&dir);
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_secs(2);
     let config = RedisConfig::new(server.url()).name(support::unique_name("renewed")).ttl(ttl);
     let token = RedisCoordinator::new(&store, config).unwrap();
     let guard = token.lock_exclusive(LockScope::Whole).unwrap();
     let started = Instant::now();
     let mut writes = 0u64;
-    while started.elapsed() < ttl * 4 {
+    while started.elapsed() < ttl * 3 {
         writes += 1;
         store.write_with(&guard, |tx| tx.set(b"n", writes.to_string().as_bytes())).unwrap();
         std::thread::sleep(Duration::from_millis(20));

@@ -33,8 +33,9 @@ use redis::TypedCommands;
 use support::RedisServer;
 
 const TEST: &str = "a_holder_paused_past_its_lease_is_fenced_off";
-/// A's lease: short, so the test does not wait long for it to expire.
-const A_TTL: Duration = Duration::from_millis(1500);
+/// A's lease: short, so the test does not wait long for it to expire, yet long
+/// enough that A, starved by a busy machine, still writes once before it stops.
+const A_TTL: Duration = Duration::from_secs(3);
 /// B's lease: long, so B keeps its token however slow the machine is while
 /// the parent checks A's release.
 const B_TTL: Duration = Duration::from_secs(20);

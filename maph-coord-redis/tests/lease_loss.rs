@@ -15,6 +15,9 @@ use support::RedisServer;
 /// How long anyone waits for a condition or the token (generous: the machine
 /// may be busy compiling).
 const PATIENCE: Duration = Duration::from_secs(60);
+/// The holders' lease: short, so the tests do not wait long, and long enough
+/// (renewed every 667 ms) that a busy machine does not end it by starvation.
+const TTL: Duration = Duration::from_secs(2);
 
 struct Holder {
     store: Store,
@@ -85,7 +88,7 @@ fn a_deleted_token_stops_the_next_write() {
 fn the_renewal_thread_notices_a_deleted_token() {
     const TEST: &str = "the_renewal_thread_notices_a_deleted_token";
     if let Some(ctx) = child(TEST) {
-        let h = holder(&ctx, |c| c.ttl(Duration::from_secs(1)));
+        let h = holder(&ctx, |c| c.ttl(TTL));
         let guard = h.token.lock_exclusive_for(LockScope::Whole, PATIENCE).unwrap();
         h.store.write_with(&guard, |tx| tx.set(b"k", b"1")).unwrap();
         ctx.report("locked", h.token.token_key());
@@ -117,7 +120,7 @@ fn the_renewal_thread_notices_a_deleted_token() {
 fn a_redis_restart_loses_the_lease_and_a_new_one_works() {
     const TEST: &str = "a_redis_restart_loses_the_lease_and_a_new_one_works";
     if let Some(ctx) = child(TEST) {
-        let h = holder(&ctx, |c| c.ttl(Duration::from_secs(1)));
+        let h = holder(&ctx, |c| c.ttl(TTL));
         // Two acquisitions first, so the store has seen fence 2 and a fresh
         // counter (1) would be stale.
         h.store.set(&h.token, b"k", b"0").unwrap();
@@ -157,7 +160,6 @@ fn a_redis_restart_loses_the_lease_and_a_new_one_works() {
 #[test]
 fn a_killed_holder_blocks_others_only_until_its_ttl() {
     const TEST: &str = "a_killed_holder_blocks_others_only_until_its_ttl";
-    const TTL: Duration = Duration::from_secs(1);
     if let Some(ctx) = child(TEST) {
         let h = holder(&ctx, |c| c.ttl(TTL));
         let guard = h.token.lock_exclusive_for(LockScope::Whole, PATIENCE).unwrap();
