@@ -24,14 +24,16 @@ use crate::kernel;
 /// strategy (`maph-lock-fcntl`).
 ///
 /// # Cost
-/// Every write takes and releases the lock: two system calls, about 1 µs per
-/// pair on the reference machine (`shared/tools/limits.c` measures 0.95–1.15 µs
-/// for a bare `LOCK_EX`+`LOCK_UN` pair; `cargo run --release -p maph-lock-flock
-/// --example flock_cost` measures this coordinator, gate included), against
-/// tens of nanoseconds for the write itself. Hold one guard across a batch
+/// Every acquisition is two `flock(2)` calls (lock, unlock) and no other system
+/// call (`strace -c` of `cargo run --release -p maph-lock-flock --example
+/// flock_cost` counts exactly two). On the reference machine, quiet, a bare
+/// `LOCK_EX`+`LOCK_UN` pair costs 0.95–1.15 µs (`shared/tools/limits.c`), and the
+/// coordinator adds only an uncontended compare-and-swap on its gate; under load
+/// both rise together (2–3 µs measured side by side at load average 10). The
+/// write itself costs tens of nanoseconds, so hold one guard across a batch
 /// ([`lock_exclusive`](WriteCoordinator::lock_exclusive) +
-/// [`Store::write_with`]) to pay it once. Every acquisition locks the whole
-/// store, whatever [`LockScope`] it asks for.
+/// [`Store::write_with`]) to pay the lock once. Every acquisition locks the
+/// whole store, whatever [`LockScope`] it asks for.
 ///
 /// # Threads
 /// A flock lock belongs to the open file description, so the kernel does not
