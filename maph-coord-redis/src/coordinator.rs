@@ -98,7 +98,14 @@ impl RedisCoordinator {
     /// A coordinator for `store` (opened read-write, created with
     /// [`STRATEGY`](Self::STRATEGY)). Checks the configuration, connects, and
     /// pings Redis, so a wrong URL or password is reported here, not at the
-    /// first write.
+    /// first write. It also starts the renewal thread (ended when the
+    /// coordinator drops) and maps the store file once more, read-only, to read
+    /// the highest fence the store accepted.
+    ///
+    /// Errors: [`Error::ReadOnly`] / [`Error::StrategyMismatch`] for a store
+    /// this writer may not write, [`Error::InvalidConfig`] for settings or a URL
+    /// that cannot work, [`Error::Coordination`] when Redis cannot be reached or
+    /// refuses the credentials.
     ///
     /// ```
     /// use maph_core::{Config, Error, Mode, Store};

@@ -49,7 +49,9 @@
 //! its write is refused, and the newer holder's data stays intact. The tests
 //! prove this with real processes: one is stopped with `SIGSTOP` past its ttl
 //! while another takes the token and writes; continued, the first one's write
-//! is refused with `StaleFence`.
+//! is refused by its own lease clock (`LeaseLost`), and, with that check
+//! bypassed to stand for a pause that fell just after it, by the store
+//! (`StaleFence`).
 //!
 //! Each layer covers what the one before it cannot:
 //!

@@ -1,5 +1,5 @@
 //! Redis down, silent, or refusing the password; the token busy past a
-//! deadline; a lease kept alive across many ttls. Each failure is a clear
+//! deadline; a lease kept alive across many ttls; a shared guard. Each failure is a clear
 //! error within its time limit, and nothing is written without a token.
 
 mod support;
@@ -151,4 +151,24 @@ fn a_renewed_lease_outlives_many_ttls() {
     }
     assert_eq!(support::text(&store, b"n"), Some(writes.to_string()));
     assert_eq!(token.contention().acquisitions, 1, "one acquisition for all {writes} writes");
+}
+
+/// Redis has one token, not a reader-writer lock: a shared guard holds it too,
+/// so writers (here through another coordinator, as another process would)
+/// are kept out until it drops.
+#[test]
+fn a_shared_guard_keeps_writers_out() {
+    let server = RedisServer::start();
+    let dir = maph_testkit::temp_dir();
+    let store = store_in(&dir);
+    let config = RedisConfig::new(server.url()).name(support::unique_name("shared"));
+    let reader = RedisCoordinator::new(&store, config.clone()).unwrap();
+    let writer = RedisCoordinator::new(&store, config).unwrap();
+    let shared = reader.lock_shared(LockScope::Whole).unwrap();
+    assert!(writer.try_lock_exclusive(LockScope::Whole).unwrap().is_none());
+    assert!(reader.held_token().is_some());
+    drop(shared);
+    assert_eq!(reader.held_token(), None);
+    store.set(&writer, b"k", b"v").unwrap();
+    assert_eq!(support::text(&store, b"k").as_deref(), Some("v"));
 }
