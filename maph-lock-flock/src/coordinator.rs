@@ -223,8 +223,9 @@ impl WriteCoordinator for FlockCoordinator {
     }
 
     fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
-        // Gate first: waiting threads of this process queue on the gate (with the
-        // same deadline), so at most one of them at a time is in the kernel.
+        // Gate first (with the same deadline): writers of this process queue on
+        // it, so at most one of them at a time is in the kernel, and no thread
+        // touches the kernel lock while another holds it for a different access.
         if !self.gate.acquire(access, wait) {
             return Ok(None);
         }
