@@ -37,6 +37,7 @@
 mod chart;
 pub mod contention;
 mod histogram;
+mod leased;
 pub mod limits;
 pub mod machine;
 pub mod measure;
@@ -53,6 +54,7 @@ mod table;
 pub mod workload;
 
 pub use histogram::Histogram;
+pub use leased::Leased;
 pub use plan::{Plan, Preset};
 pub use run::{run, Options, Results};
 pub use stats::Summary;

@@ -339,7 +339,7 @@ fn markdown(results: &Results, svg_name: &str, command: &str) -> String {
     let _ = writeln!(md, "- **write**: `Store::set` (locks only the key's probe window where the coordinator can); peers: one write transaction.");
     let _ = writeln!(md, "- **read**: `Store::get_into`, lock-free under the slot's seqlock, whatever the strategy; peers: one read transaction.");
     let _ = writeln!(md, "- **read, shared lock**: the same read inside the strategy's shared lock on the key's window, as the reference's `flock(LOCK_SH)` reader does. maph readers never need it; it is here to compare with the reference.");
-    let _ = writeln!(md, "- **100 writes, one commit**: one `Store::write` holding 100 `set`s (one lock acquisition); peers: one transaction.");
+    let _ = writeln!(md, "- **100 writes, one commit**: one `Store::write` holding 100 `set`s (one lock acquisition); peers: one transaction; partitioning: one commit per shard the batch touches (no write spans shards).");
     let _ = writeln!(md, "- **100 reads**: 100 lock-free reads; peers: one read transaction.\n");
     md.push_str(&strategy_table(results).markdown());
     if let Some(table) = overhead_table(results) {

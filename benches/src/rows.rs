@@ -5,11 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use maph_core::{Config, Mode, SingleWriter, Store, Strategy, Uncoordinated};
+use maph_lock_fcntl::FcntlCoordinator;
 use maph_lock_flock::FlockCoordinator;
+use maph_lock_futex::FutexCoordinator;
 
 use crate::subject::Subject;
-use crate::subjects::{LmdbSubject, MaphSubject, RedbSubject};
+use crate::subjects::{LmdbSubject, MaphSubject, RedbSubject, ShardSubject, SHARDS};
 
 /// Slots of every maph store the benchmark makes (32 MiB at 512-byte slots):
 /// the keyspace fills about 15% of it, a typical healthy load.
@@ -106,6 +110,9 @@ impl Row {
     }
 }
 
+/// Stripes of the striped futex row: 4096 slots each.
+pub const FUTEX_STRIPES: u32 = 16;
+
 /// The uncoordinated baseline's id: every ratio is taken against it.
 pub const BASELINE: &str = "uncoordinated";
 
@@ -160,13 +167,90 @@ pub fn all() -> Vec<Row> {
                 Ok(Box::new(MaphSubject::new(store, lock)))
             },
         },
-        pending("fcntl-whole", "fcntl whole-file", "maph-lock-fcntl"),
-        pending("fcntl-range", "fcntl byte-range", "maph-lock-fcntl"),
+        Row {
+            id: "fcntl-whole",
+            label: "fcntl whole-file",
+            provider: "maph-lock-fcntl",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: false,
+            status: Status::Ready,
+            create: |env| create_maph(env, FcntlCoordinator::STRATEGY),
+            open: |env, _| {
+                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
+                let lock = FcntlCoordinator::new(&store)?;
+                Ok(Box::new(MaphSubject::new(store, lock)))
+            },
+        },
+        Row {
+            id: "fcntl-range",
+            label: "fcntl byte-range",
+            provider: "maph-lock-fcntl",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: false,
+            status: Status::Ready,
+            create: |env| create_maph(env, FcntlCoordinator::STRATEGY),
+            open: |env, _| {
+                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
+                let lock = FcntlCoordinator::byte_range(&store)?;
+                Ok(Box::new(MaphSubject::new(store, lock)))
+            },
+        },
         pending("redis-op", "Redis token per operation", "maph-coord-redis"),
         pending("redis-lease", "Redis token leased", "maph-coord-redis"),
-        pending("shard", "partitioning", "maph-shard"),
-        pending("futex", "in-file futex (global)", "maph-lock-futex"),
-        pending("futex-striped", "in-file futex (striped)", "maph-lock-futex"),
+        Row {
+            id: "shard",
+            label: "partitioning (8 shards)",
+            provider: "maph-shard",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: false,
+            status: Status::Ready,
+            create: |env| ShardSubject::create(&env.dir.join("shards"), SLOTS / u64::from(SHARDS)),
+            open: |env, role| {
+                let (index, procs) = match role {
+                    Role::Alone => (0, 1),
+                    Role::Worker { index, procs } => (index, procs),
+                };
+                Ok(Box::new(ShardSubject::open(&env.dir.join("shards"), index, procs)?))
+            },
+        },
+        Row {
+            id: "futex",
+            label: "in-file futex (global)",
+            provider: "maph-lock-futex",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: false,
+            status: Status::Ready,
+            create: |env| create_maph(env, FutexCoordinator::STRATEGY),
+            open: |env, _| {
+                let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
+                let lock = FutexCoordinator::global(store.clone())?;
+                Ok(Box::new(MaphSubject::new(store, lock)))
+            },
+        },
+        Row {
+            id: "futex-striped",
+            label: "in-file futex (16 stripes)",
+            provider: "maph-lock-futex",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: false,
+            status: Status::Ready,
+            create: |env| create_maph(env, FutexCoordinator::STRATEGY),
+            open: |env, _| {
+                let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
+                let lock = FutexCoordinator::striped(store.clone(), FUTEX_STRIPES)?;
+                Ok(Box::new(MaphSubject::new(store, lock)))
+            },
+        },
         // ---- Peers.
         Row {
             id: "lmdb",

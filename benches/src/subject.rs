@@ -9,8 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use maph_core::ContentionStats;
-
 /// One thing the benchmark measures: a store and the way its writes are coordinated.
 pub trait Subject {
     /// Stores `value` under `key`: the "write" column. A maph store locks only
@@ -59,11 +57,6 @@ pub trait Subject {
     fn contention_keys(&self, worker: usize, procs: usize, count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
         let _ = (worker, procs);
         Ok((0..count).map(counter_key).collect())
-    }
-
-    /// The coordinator's contention figures, for maph rows.
-    fn contention(&self) -> Option<ContentionStats> {
-        None
     }
 }
 

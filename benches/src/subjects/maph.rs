@@ -1,6 +1,8 @@
 //! A maph store behind any coordinator: the one implementation every strategy row uses.
 
-use maph_core::{ContentionStats, Store, WriteCoordinator};
+use std::sync::Arc;
+
+use maph_core::{Store, WriteCoordinator};
 
 use crate::subject::{encode_counter, next_counter, timed, Increment, Subject};
 
@@ -9,14 +11,16 @@ use crate::subject::{encode_counter, next_counter, timed, Increment, Subject};
 /// Every maph row (single writer, uncoordinated, flock, fcntl, Redis, futex…)
 /// is this same type with another `C`, so they run exactly the same code.
 pub struct MaphSubject<C: WriteCoordinator> {
-    store: Store,
+    // Declared first, so dropped first: some coordinators hold a handle on the store.
     coordinator: C,
+    store: Arc<Store>,
 }
 
 impl<C: WriteCoordinator> MaphSubject<C> {
-    /// Measures `store` written through `coordinator`.
-    pub fn new(store: Store, coordinator: C) -> MaphSubject<C> {
-        MaphSubject { store, coordinator }
+    /// Measures `store` written through `coordinator`. (An `Arc` because some
+    /// coordinators, the in-file futex lock for one, keep a handle on the store.)
+    pub fn new(store: impl Into<Arc<Store>>, coordinator: C) -> MaphSubject<C> {
+        MaphSubject { store: store.into(), coordinator }
     }
 
     /// The store.
@@ -56,20 +60,25 @@ impl<C: WriteCoordinator> Subject for MaphSubject<C> {
     }
 
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
-        // What `Store::update` does, with the lock acquisition timed on its own.
-        let (guard, lock_wait) = timed(|| self.coordinator.lock_exclusive(self.store.scope_of(key)));
-        let guard = guard?;
-        let mut damaged = false;
-        self.store.write_with(&guard, |tx| {
-            let old = tx.get(key)?;
-            let (next, was_damaged) = next_counter(old.as_deref());
-            damaged = was_damaged;
-            tx.set(key, &encode_counter(next))
-        })?;
-        Ok(Increment { lock_wait, damaged })
+        increment_in(&self.store, &self.coordinator, key)
     }
+}
 
-    fn contention(&self) -> Option<ContentionStats> {
-        Some(self.coordinator.contention())
-    }
+/// Adds one to the counter under `key` in `store` through `coordinator`: what
+/// `Store::update` does, with the lock acquisition timed on its own.
+pub(crate) fn increment_in<C: WriteCoordinator>(
+    store: &Store,
+    coordinator: &C,
+    key: &[u8],
+) -> anyhow::Result<Increment> {
+    let (guard, lock_wait) = timed(|| coordinator.lock_exclusive(store.scope_of(key)));
+    let guard = guard?;
+    let mut damaged = false;
+    store.write_with(&guard, |tx| {
+        let old = tx.get(key)?;
+        let (next, was_damaged) = next_counter(old.as_deref());
+        damaged = was_damaged;
+        tx.set(key, &encode_counter(next))
+    })?;
+    Ok(Increment { lock_wait, damaged })
 }

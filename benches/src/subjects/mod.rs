@@ -3,7 +3,9 @@
 mod lmdb;
 mod maph;
 mod redb;
+mod shard;
 
 pub use self::lmdb::LmdbSubject;
 pub use self::maph::MaphSubject;
 pub use self::redb::RedbSubject;
+pub use self::shard::{ShardSubject, SHARDS};
