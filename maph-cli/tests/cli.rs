@@ -1,0 +1,237 @@
+//! The `maph` command driven end to end, as a person or a script would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const MAPH: &str = env!("CARGO_BIN_EXE_maph");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        &self.stdout
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Asserts a failure with `code`, one line on stderr containing `text`, nothing on stdout.
+    #[track_caller]
+    fn fails(&self, code: i32, text: &str) {
+        assert_eq!(self.code, code, "stdout: {} stderr: {}", self.stdout, self.stderr);
+        assert_eq!(self.stderr.lines().count(), 1, "one line: {:?}", self.stderr);
+        assert!(self.stderr.starts_with("maph: ") && self.stderr.contains(text), "{:?} lacks {text:?}", self.stderr);
+        assert!(self.stdout.is_empty(), "{:?}", self.stdout);
+    }
+}
+
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(MAPH);
+    command.current_dir(dir).env_remove("MAPH_REDIS_URL").env_remove("MAPH_TOKEN");
+    command
+}
+
+fn maph(dir: &Path, args: &[&str]) -> Run {
+    finished(command(dir).args(args).stdin(Stdio::null()).output().expect("run maph"))
+}
+
+fn maph_with_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Run {
+    let mut child =
+        command(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    finished(child.wait_with_output().unwrap())
+}
+
+fn finished(output: Output) -> Run {
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn create_set_get_stats_scan_verify_as_a_person_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let created = maph(d, &["create", "users.maph", "--slots", "1000"]);
+    assert!(created.ok().starts_with("created users.maph: 1000 slots of 512 bytes"), "{}", created.stdout);
+
+    assert_eq!(maph(d, &["set", "users.maph", "user:1", "ada"]).ok(), "created user:1\n");
+    assert_eq!(maph(d, &["set", "users.maph", "user:1", "grace"]).ok(), "updated user:1\n");
+    assert_eq!(maph_with_stdin(d, &["set", "users.maph", "bio"], b"line one\nline two").ok(), "created bio\n");
+    assert_eq!(maph(d, &["get", "users.maph", "user:1"]).ok(), "grace\n");
+    assert_eq!(maph(d, &["get", "users.maph", "bio"]).ok(), "line one\nline two\n");
+
+    let stats = maph(d, &["stats", "users.maph"]);
+    assert!(stats.ok().contains("keys          2 in 1000 slots"), "{}", stats.stdout);
+    assert!(stats.stdout.contains("strategy      single-writer"), "{}", stats.stdout);
+
+    let scan = maph(d, &["scan", "users.maph"]);
+    let mut lines: Vec<&str> = scan.ok().lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["bio\tline one\\nline two", "user:1\tgrace"]);
+
+    let verify = maph(d, &["verify", "users.maph"]);
+    assert!(verify.ok().contains("1000 slots checked, 2 live, 0 tombstones\nclean"), "{}", verify.stdout);
+    assert!(maph(d, &["verify", "--repair", "users.maph"]).ok().contains("repaired 0 slots"));
+
+    assert_eq!(maph(d, &["del", "users.maph", "user:1"]).ok(), "deleted user:1\n");
+    maph(d, &["get", "users.maph", "user:1"]).fails(1, "key \"user:1\" not found");
+    maph(d, &["del", "users.maph", "user:1"]).fails(1, "not found");
+}
+
+#[test]
+fn json_output_is_one_parseable_document_per_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let created =
+        maph(d, &["--json", "create", "s.maph", "--slots", "64", "--slot-size", "128", "--strategy", "flock"]);
+    let created = created.json();
+    assert_eq!((created["slots"].as_u64(), created["slot_size"].as_u64()), (Some(64), Some(128)));
+    assert_eq!(created["strategy"], "flock");
+
+    assert_eq!(maph(d, &["set", "s.maph", "k", "v", "--json"]).json()["outcome"], "created");
+    assert_eq!(maph(d, &["--json", "set", "s.maph", "k", "w"]).json()["outcome"], "updated");
+    let got = maph(d, &["--json", "get", "s.maph", "k"]).json();
+    assert_eq!(got, serde_json::json!({"key": "k", "value": "w"}));
+    let stats = maph(d, &["--json", "stats", "s.maph"]).json();
+    assert_eq!((stats["size"].as_u64(), stats["strategy"].as_str()), (Some(1), Some("flock")));
+    assert_eq!(stats["generation"], 2);
+    maph(d, &["set", "s.maph", "k2", "v2"]).ok();
+    let scan = maph(d, &["--json", "scan", "s.maph"]);
+    let entries: Vec<Value> = scan.ok().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(maph(d, &["--json", "scan", "--limit", "1", "s.maph"]).ok().lines().count(), 1);
+    let verify = maph(d, &["--json", "verify", "s.maph"]).json();
+    assert_eq!((verify["clean"].as_bool(), verify["live"].as_u64()), (Some(true), Some(2)));
+    assert_eq!(maph(d, &["--json", "del", "s.maph", "k"]).json()["outcome"], "deleted");
+}
+
+#[test]
+fn bad_input_gets_one_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    maph(d, &["create", "a.maph", "--slots", "16"]).ok();
+    maph(d, &["create", "a.maph", "--slots", "16"]).fails(2, "already exists");
+    maph(d, &["create", "b.maph", "--slots", "16", "--slot-size", "100"]).fails(2, "multiple of 64");
+    maph(d, &["create", "b.maph", "--slots", "0"]).fails(2, "slot count is 0");
+    maph(d, &["create", "b.maph", "--slots", "16", "--strategy", "carrier-pigeon"]).fails(2, "possible values");
+    maph(d, &["create", "b.maph"]).fails(2, "--slots");
+    assert!(!d.join("b.maph").exists(), "nothing half-made");
+    maph(d, &["get", "missing.maph", "k"]).fails(2, "create it first");
+    std::fs::write(d.join("junk.maph"), b"not a store at all").unwrap();
+    maph(d, &["stats", "junk.maph"]).fails(2, "not a maph store");
+    let long = "x".repeat(600);
+    maph(d, &["set", "a.maph", "k", &long]).fails(2, "at most 479 fit");
+    maph(d, &["set", "a.maph", &long, "v"]).fails(2, "at most 480");
+    maph(d, &["frobnicate"]).fails(2, "unrecognized subcommand");
+    maph(d, &["race", "--strategy", "single", "--procs", "0", "r.maph"]).fails(2, "--procs");
+    maph(d, &["race", "--strategy", "flock", "--procs", "2", "--increments", "5", "a.maph"])
+        .fails(2, "race it with --strategy single");
+    assert_eq!(maph(d, &["--json", "get", "a.maph", "k"]).code, 1, "nothing was written by the failures");
+}
+
+fn race(dir: &Path, strategy: &str, procs: &str, increments: &str) -> Value {
+    let path = format!("race-{strategy}.maph");
+    let run =
+        maph(dir, &["--json", "race", "--strategy", strategy, "--procs", procs, "--increments", increments, &path]);
+    let report = run.json();
+    println!("{strategy}: {report}");
+    report
+}
+
+#[test]
+fn races_under_safe_strategies_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for strategy in ["single", "flock", "fcntl"] {
+        let report = race(dir.path(), strategy, "3", "1000");
+        assert_eq!(report["expected"], 3000, "{report}");
+        assert_eq!(report["actual"], 3000, "{report}");
+        assert_eq!(report["lost"], 0, "{report}");
+        assert_eq!(report["acquisitions"], 3000, "one lock acquisition per increment: {report}");
+    }
+    // Racing the same store again counts from where the counter stands.
+    let again = race(dir.path(), "flock", "2", "500");
+    assert_eq!((again["expected"].as_u64(), again["actual"].as_u64()), (Some(1000), Some(1000)));
+    let counter = maph(dir.path(), &["get", "race-flock.maph", "race:counter"]);
+    assert_eq!(counter.ok(), "4000\n");
+    let human = maph(dir.path(), &["race", "--strategy", "single", "--procs", "2", "--increments", "100", "h.maph"]);
+    assert!(human
+        .ok()
+        .starts_with("2 processes x 100 increments under single-writer: expected 200, actual 200, lost 0"));
+}
+
+#[test]
+fn an_uncoordinated_race_reports_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = race(dir.path(), "uncoordinated", "3", "5000");
+    let (expected, actual, lost) =
+        (report["expected"].as_u64().unwrap(), report["actual"].as_u64().unwrap(), report["lost"].as_u64().unwrap());
+    assert_eq!(expected, 15_000);
+    assert!(actual <= expected && actual > 0, "{report}");
+    assert_eq!(lost, expected - actual);
+    // Whether updates are lost in one run depends on scheduling; the report is what matters here.
+}
+
+/// `maph serve` holds every store's writer lease: the command line reads the
+/// same file directly, and its writes are refused with a pointer to the server.
+#[test]
+fn serve_owns_the_writes_and_the_command_line_reads_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    maph(&data, &["create", "shared.maph", "--slots", "100"]).ok();
+    maph(&data, &["set", "shared.maph", "before", "cli"]).ok();
+
+    let mut server = command(dir.path())
+        .args(["serve", "data", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+
+    let refused = maph(&data, &["set", "shared.maph", "k", "v"]);
+    refused.fails(2, "single-writer lease");
+    assert!(refused.stderr.contains(&format!("process {}", server.id())), "{}", refused.stderr);
+    assert!(refused.stderr.contains("curl -X PUT"), "{}", refused.stderr);
+
+    assert_eq!(http(&address, "PUT /stores/shared/keys/k HTTP/1.1", b"via http"), 201);
+    assert_eq!(maph(&data, &["get", "shared.maph", "k"]).ok(), "via http\n", "read directly from the file");
+    assert_eq!(maph(&data, &["get", "shared.maph", "before"]).ok(), "cli\n");
+
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
+    let status = server.wait().unwrap();
+    let mut log = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(status.success(), "{status:?} {log}");
+    assert!(log.contains("flushed and closed"), "{log}");
+    assert_eq!(maph(&data, &["set", "shared.maph", "k", "after"]).ok(), "updated k\n", "the lease is free again");
+}
+
+/// A minimal HTTP/1.1 request over a plain socket; returns the status code.
+fn http(address: &str, request_line: &str, body: &[u8]) -> u16 {
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    let head =
+        format!("{request_line}\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    socket.write_all(head.as_bytes()).unwrap();
+    socket.write_all(body).unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{response:?}"))
+}
