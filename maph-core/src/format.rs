@@ -47,8 +47,12 @@ pub(crate) const OFF_GENERATION: usize = 64;
 pub(crate) const OFF_HIGHEST_FENCE: usize = 72;
 /// Number of live keys (exact except after a crash, until repair recounts).
 pub(crate) const OFF_LIVE_COUNT: usize = 80;
-/// Non-zero once another file has replaced this one at its path (see `Store::swap_in`).
+/// [`RETIRED`] once another file has replaced this one at its path (see
+/// `Store::swap_in`); any other value means the file is in service.
 pub(crate) const OFF_RETIRED: usize = 88;
+/// The retired mark: the bytes `RETIRED!`. A full word rather than a flag, so a
+/// flipped bit cannot retire a store by accident.
+pub(crate) const RETIRED: u64 = u64::from_le_bytes(*b"RETIRED!");
 
 /// Start of the region reserved for coordinators that keep lock words in the file.
 pub const COORDINATOR_REGION_OFFSET: usize = 1024;

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::format::{SlotState, OFF_LIVE_COUNT};
+use crate::format::{SlotState, OFF_LIVE_COUNT, OFF_RETIRED, RETIRED};
 use crate::slot::{Repaired, SlotCopy, SlotFault};
 use crate::{LockScope, Result, Store, WriteCoordinator};
 
@@ -51,12 +51,18 @@ pub struct VerifyReport {
     /// Live keys that lookups cannot reach: outside their probe window or with
     /// another key's hash tag (a foreign or damaged layout).
     pub misplaced: Vec<u64>,
+    /// Set (to the file's current length) if the file no longer has the length
+    /// it was mapped with; no slot was read then (see [`Store::check_file_length`]).
+    pub length_changed: Option<u64>,
 }
 
 impl VerifyReport {
     /// Whether every slot is whole and where it belongs.
     pub fn is_clean(&self) -> bool {
-        self.in_progress.is_empty() && self.corrupt.is_empty() && self.misplaced.is_empty()
+        self.in_progress.is_empty()
+            && self.corrupt.is_empty()
+            && self.misplaced.is_empty()
+            && self.length_changed.is_none()
     }
 }
 
@@ -65,6 +71,7 @@ impl Store {
     /// a dead writer left mid-write, and recounts the live keys.
     pub fn repair<C: WriteCoordinator>(&self, coordinator: &C) -> Result<RepairReport> {
         self.check_coordinator(coordinator)?;
+        self.check_file_length()?;
         let guard = coordinator.lock_exclusive(LockScope::Whole)?;
         guard.validate()?;
         if !coordinator.excludes_writers() {
@@ -76,6 +83,7 @@ impl Store {
 
     /// Repair for a caller that knows no other writer exists.
     pub(crate) fn repair_exclusively_held(&self) -> Result<RepairReport> {
+        self.check_file_length()?;
         let mut report = RepairReport::default();
         for index in 0..self.layout.slot_count {
             let slot = self.slot(index);
@@ -96,6 +104,11 @@ impl Store {
         }
         // Relaxed: we are the only writer; readers use it as a statistic.
         self.region.word(OFF_LIVE_COUNT).store(report.live, Ordering::Relaxed);
+        // A retired word that is neither 0 nor the mark is damage, not a retirement.
+        let retired = self.region.word(OFF_RETIRED);
+        if !matches!(retired.load(Ordering::Relaxed), 0 | RETIRED) {
+            retired.store(0, Ordering::Relaxed);
+        }
         Ok(report)
     }
 
@@ -113,6 +126,10 @@ impl Store {
     /// Safe to run at any time from any process; changes nothing.
     pub fn verify(&self) -> VerifyReport {
         let mut report = VerifyReport { slots: self.layout.slot_count, ..VerifyReport::default() };
+        if self.check_file_length().is_err() {
+            report.length_changed = Some(std::fs::metadata(self.path()).map_or(0, |m| m.len()));
+            return report;
+        }
         for index in 0..self.layout.slot_count {
             match self.slot(index).read_entry(self.read_patience) {
                 Err(SlotFault::Busy { .. }) => report.in_progress.push(index),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::format::{
     Layout, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE, OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT,
-    OFF_RETIRED,
+    OFF_RETIRED, RETIRED,
 };
 #[cfg(not(loom))]
 use crate::format::{COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET};
@@ -329,7 +329,7 @@ impl Store {
     pub fn is_retired(&self) -> bool {
         // Acquire: pairs with the Release in `swap_in`, after the rename, so a
         // reader that sees the flag and reopens the path gets the new file.
-        self.region.word(OFF_RETIRED).load(Ordering::Acquire) != 0
+        self.region.word(OFF_RETIRED).load(Ordering::Acquire) == RETIRED
     }
 
     /// Opens the file now at this store's path, in the same mode.
@@ -351,7 +351,31 @@ impl Store {
         std::fs::rename(replacement, &self.path).map_err(|e| {
             Error::io(format!("could not move {} over {}", replacement.display(), self.path.display()), e)
         })?;
-        self.region.word(OFF_RETIRED).store(1, Ordering::Release);
+        self.region.word(OFF_RETIRED).store(RETIRED, Ordering::Release);
+        Ok(())
+    }
+
+    /// Checks that the file still has the length it had when it was mapped.
+    ///
+    /// maph never shrinks a store, but another program can (`truncate`, a
+    /// careless copy). The kernel then turns any access to the mapping past the
+    /// new end into SIGBUS, which no library can catch safely. This check (one
+    /// `fstat`) lets long-lived readers notice before they touch the lost pages;
+    /// `verify` and `repair` run it first. A truncation between the check and a
+    /// read still kills the reader: the file must not be truncated while mapped.
+    pub fn check_file_length(&self) -> Result<()> {
+        let len =
+            self._file.metadata().map_err(|e| Error::io(format!("could not stat {}", self.path.display()), e))?.len();
+        if len != self.region.len() as u64 {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "the file changed length while mapped ({} bytes mapped, {len} bytes now): something other than \
+                     maph truncated or extended it; stop using this handle",
+                    self.region.len()
+                ),
+            });
+        }
         Ok(())
     }
 

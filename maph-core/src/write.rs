@@ -150,6 +150,9 @@ impl Store {
         F: FnOnce(&mut WriteTxn<'_>) -> Result<()>,
     {
         self.check_coordinator(guard.coordinator())?;
+        // Before the closure reads (and may repair) anything: a holder whose
+        // lease or fence is stale must not touch a slot a newer holder owns.
+        self.check_right_to_write(guard)?;
         let exclusive = guard.coordinator().excludes_writers();
         let mut txn = WriteTxn { store: self, scope: guard.scope(), exclusive, ops: Vec::new() };
         f(&mut txn)?;
@@ -169,6 +172,7 @@ impl Store {
         self.check_key_len(key)?;
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(self.scope_of(key))?;
+        self.check_right_to_write(&guard)?;
         if coordinator.excludes_writers() {
             self.repair_window(key);
         }
@@ -220,12 +224,10 @@ impl Store {
         if ops.is_empty() {
             return Ok(());
         }
-        guard.validate()?;
-        self.check_not_retired()?;
+        // Planning may repair slots a dead writer left mid-write, so the right to
+        // write is checked first (again, for writes whose closure took a while).
+        self.check_right_to_write(guard)?;
         let plan = self.plan(ops, guard.coordinator().excludes_writers())?;
-        if let Some(fence) = guard.fence() {
-            self.accept_fence(fence)?;
-        }
 
         // Apply: each touched slot once, with its final state.
         let mut live_delta: i64 = 0;
@@ -250,6 +252,19 @@ impl Store {
         }
         self.region.word(OFF_GENERATION).fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the holder of `guard` may write now: its lease is valid, its
+    /// fencing token is not older than one the store has accepted (recording it
+    /// if it is the newest), and the file has not been replaced.
+    fn check_right_to_write<C: WriteCoordinator + ?Sized>(&self, guard: &ExclusiveGuard<'_, C>) -> Result<()> {
+        guard.validate()?;
+        if let Some(fence) = guard.fence() {
+            // Raising the recorded fence before anything is written is harmless:
+            // it only ever grows, and this holder's token is genuine.
+            self.accept_fence(fence)?;
+        }
+        self.check_not_retired()
     }
 
     /// Records `fence` as the highest token seen, unless a higher one was.

@@ -187,3 +187,43 @@ fn boxed_coordinators_work_for_strategies_chosen_at_run_time() {
     drop(guard);
     assert_eq!(chosen.contention().acquisitions, 2);
 }
+
+/// A stale holder must not even repair: the slot it would "repair" may be one a
+/// newer holder is writing right now.
+#[test]
+fn a_stale_holder_is_refused_before_it_touches_any_slot() {
+    let dir = maph_testkit::temp_dir();
+    let store = store_at(dir.path(), Config::new(64).slot_size(128).strategy(Strategy::new("fencing-test")));
+    let coord = Fencing {
+        gate: LocalGate::new(),
+        next: AtomicU64::new(1),
+        replay: AtomicU64::new(0),
+        counters: Default::default(),
+    };
+    store.set(&coord, b"k", b"v1").unwrap(); // token 1
+    store.set(&coord, b"k", b"v2").unwrap(); // token 2
+                                             // A newer holder is mid-write in the key's slot: its version is odd.
+    let path = store.path().to_path_buf();
+    let bytes = std::fs::read(&path).unwrap();
+    let slot = (0..64u64)
+        .find(|i| {
+            let at = maph_core::format::HEADER_SIZE + *i as usize * 128;
+            bytes[at + 8] == 1 && &bytes[at + 32..at + 33] == b"k"
+        })
+        .unwrap();
+    let at = maph_core::format::HEADER_SIZE as u64 + slot * 128;
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::io::{Seek, Write};
+    file.seek(std::io::SeekFrom::Start(at)).unwrap();
+    file.write_all(&[bytes[at as usize] | 1]).unwrap();
+    drop(file);
+
+    coord.replay.store(1, Ordering::Relaxed); // the stale holder comes back
+    let err = store.update(&coord, b"k", |_| Some(b"stale".to_vec())).unwrap_err();
+    assert!(matches!(err, Error::StaleFence { presented: 1, highest: 2 }), "{err}");
+    coord.replay.store(1, Ordering::Relaxed);
+    let err = store.write(&coord, |tx| tx.get(b"k").map(|_| ())).unwrap_err();
+    assert!(matches!(err, Error::StaleFence { .. }), "{err}");
+    let still = Store::open(&path, Mode::ReadOnly).unwrap().with_read_patience(Duration::from_millis(5));
+    assert_eq!(still.verify().in_progress, vec![slot], "the stale holder left the slot alone");
+}

@@ -25,7 +25,7 @@ mod process;
 mod race;
 
 pub use crash::{check_value, self_checking_value, CrashLoop, CrashReport};
-pub use process::{child, spawn, start_all, Child, ChildContext, Finished};
+pub use process::{child, spawn, spawn_with_env, start_all, Child, ChildContext, Finished};
 pub use race::{CounterRace, RaceReport};
 
 /// A fresh temporary directory for a test's store files (removed on drop).

@@ -87,6 +87,12 @@ pub struct Child {
 /// child waits for [`Child::start`] before doing anything that
 /// [`ChildContext::wait_for_start`] guards.
 pub fn spawn(test: &str, role: &str, args: &[String]) -> Child {
+    spawn_with_env(test, role, args, &[])
+}
+
+/// As [`spawn`], with extra environment variables for the child (a service's
+/// address, say).
+pub fn spawn_with_env(test: &str, role: &str, args: &[String], env: &[(String, String)]) -> Child {
     let exe = std::env::current_exe().expect("the test binary's path");
     let joined = args.join(&ARG_SEPARATOR.to_string());
     let mut process = Command::new(exe)
@@ -95,6 +101,7 @@ pub fn spawn(test: &str, role: &str, args: &[String]) -> Child {
         .env(ENV_ROLE, role)
         .env(ENV_ARGS, joined)
         .env("RUST_BACKTRACE", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

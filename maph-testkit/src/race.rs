@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use maph_core::{Config, Mode, Result, Store, WriteCoordinator};
 
-use crate::process::{child, spawn, start_all};
+use crate::process::{child, spawn_with_env, start_all};
 
 const ROLE: &str = "counter-race";
 
@@ -33,6 +33,7 @@ pub struct CounterRace {
     procs: usize,
     increments: u64,
     counters: usize,
+    env: Vec<(String, String)>,
 }
 
 /// How a race ended.
@@ -84,12 +85,19 @@ impl CounterRace {
     /// A race of `procs` processes × `increments` increments for the test whose
     /// full libtest name is `test`, on one counter.
     pub fn new(test: &str, procs: usize, increments: u64) -> CounterRace {
-        CounterRace { test: test.to_string(), procs, increments, counters: 1 }
+        CounterRace { test: test.to_string(), procs, increments, counters: 1, env: Vec::new() }
     }
 
     /// Spreads the increments round-robin over `n` counters (different keys).
     pub fn counters(mut self, n: usize) -> CounterRace {
         self.counters = n.max(1);
+        self
+    }
+
+    /// Sets an environment variable in every child (for example the address of a
+    /// coordination service the parent started), where `make` can read it.
+    pub fn env(mut self, key: &str, value: &str) -> CounterRace {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -141,7 +149,7 @@ impl CounterRace {
 
         Store::create(path, config).expect("create the race store");
         let arg = vec![path.display().to_string()];
-        let mut children: Vec<_> = (0..self.procs).map(|_| spawn(&self.test, ROLE, &arg)).collect();
+        let mut children: Vec<_> = (0..self.procs).map(|_| spawn_with_env(&self.test, ROLE, &arg, &self.env)).collect();
         let started = Instant::now();
         start_all(&mut children);
         let finished: Vec<_> = children.into_iter().map(|c| c.finish_ok()).collect();

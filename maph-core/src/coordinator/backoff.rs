@@ -34,13 +34,18 @@ impl Backoff {
     /// A backoff with the given first and largest sleep (a network lock wants
     /// milliseconds, not microseconds).
     pub fn with_limits(first_sleep: Duration, max_sleep: Duration) -> Backoff {
+        // The jitter seed is made at the first sleep: building a Backoff must cost
+        // nothing, since uncontended acquisitions build one and never wait.
+        Backoff { attempt: 0, sleep: first_sleep, max_sleep, rng: 0 }
+    }
+
+    fn seed() -> u64 {
         let clock =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let local = 0u8;
         // Time, process and stack address differ between waiters started together.
-        let seed = clock ^ u64::from(std::process::id()) << 32 ^ (&local as *const u8 as u64);
-        let rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        Backoff { attempt: 0, sleep: first_sleep, max_sleep, rng }
+        let seed = clock ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64);
+        seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
     }
 
     /// Waits once, never past `deadline` (if any).
@@ -49,6 +54,9 @@ impl Backoff {
         if self.attempt <= Self::YIELDS {
             std::thread::yield_now();
             return;
+        }
+        if self.rng == 0 {
+            self.rng = Self::seed();
         }
         // xorshift64: cheap randomness for jitter; quality does not matter here.
         self.rng ^= self.rng << 13;

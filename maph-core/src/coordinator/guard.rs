@@ -1,6 +1,9 @@
 //! RAII guards: the lock is released when the guard goes out of scope, on every
 //! path out, including `?` and unwinding panics.
 
+use std::cell::Cell;
+use std::marker::PhantomData;
+
 use super::{Access, LockScope, Ticket, WriteCoordinator};
 use crate::Result;
 
@@ -8,10 +11,20 @@ use crate::Result;
 ///
 /// Pass it to [`Store::write_with`](crate::Store::write_with) to write several
 /// times under one acquisition.
+///
+/// It may move to another thread (`Send`) but not be shared between threads
+/// (`!Sync`): two threads writing through one exclusive guard at once would be
+/// two writers.
+///
+/// ```compile_fail
+/// fn shareable<T: Sync>() {}
+/// shareable::<maph_core::ExclusiveGuard<'static, maph_core::SingleWriter>>();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ExclusiveGuard<'c, C: WriteCoordinator + ?Sized> {
     coordinator: &'c C,
     ticket: Ticket,
+    _marker: PhantomData<Cell<()>>,
 }
 
 /// Shared access to a scope of the store: writers are kept out while it lives.
@@ -19,6 +32,8 @@ pub struct ExclusiveGuard<'c, C: WriteCoordinator + ?Sized> {
 pub struct SharedGuard<'c, C: WriteCoordinator + ?Sized> {
     coordinator: &'c C,
     ticket: Ticket,
+    // Shared guards may be shared: readers only read.
+    _marker: PhantomData<()>,
 }
 
 macro_rules! guard_common {
@@ -26,7 +41,7 @@ macro_rules! guard_common {
         impl<'c, C: WriteCoordinator + ?Sized> $guard<'c, C> {
             pub(crate) fn new(coordinator: &'c C, ticket: Ticket) -> Self {
                 debug_assert_eq!(ticket.access, $access);
-                $guard { coordinator, ticket }
+                $guard { coordinator, ticket, _marker: PhantomData }
             }
 
             /// The scope this guard holds.
