@@ -137,12 +137,6 @@ impl ServedStore {
         self.ask(|reply| Job::Optimize { reply }).await
     }
 
-    /// Writes modified pages to disk, after every write queued before it.
-    #[allow(dead_code)] // part of the writer protocol; used by the tests
-    pub async fn flush(&self) -> Result<(), ApiError> {
-        self.ask(|reply| Job::Flush { reply }).await
-    }
-
     async fn ask<T>(&self, make: impl FnOnce(crate::writer::Reply<T>) -> Job) -> Result<T, ApiError> {
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(make(reply)) {

@@ -43,6 +43,9 @@ impl Server {
     /// Opens the data directory, serves every store in it, and binds the port.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let address = SocketAddr::new(config.bind, config.port);
+        if !config.bind.is_loopback() && config.token.is_none() {
+            tracing::warn!(%address, "listening beyond this machine without a token: anyone who can reach it can write");
+        }
         let listener = TcpListener::bind(address).await.map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::AddrInUse => " (another program uses this port: pick another with --port)",

@@ -7,8 +7,8 @@
 //! (one key's probe window is full, say), nothing of it was written, and the
 //! thread retries the writes one by one so only the write at fault fails.
 //!
-//! Control jobs (optimize, flush, shutdown) end a group and run in queue order,
-//! so a write queued before a flush is on disk when the flush answers.
+//! Control jobs (optimize, shutdown) end a group and run in queue order, so a
+//! write queued before a shutdown is committed and flushed before it ends.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,7 +57,6 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) enum Job {
     Write { op: WriteOp, reply: Reply<WriteOutcome> },
     Optimize { reply: Reply<OptimizeReport> },
-    Flush { reply: Reply<()> },
     Shutdown { reply: Reply<()> },
 }
 
@@ -106,9 +105,6 @@ impl WriterLoop {
                 Some(Job::Write { .. }) => unreachable!("writes are grouped above"),
                 Some(Job::Optimize { reply }) => {
                     let _ = reply.send(self.optimize());
-                }
-                Some(Job::Flush { reply }) => {
-                    let _ = reply.send(self.store.flush());
                 }
                 Some(Job::Shutdown { reply }) => {
                     let flushed = self.store.flush();

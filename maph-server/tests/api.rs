@@ -325,6 +325,27 @@ fn concurrent_writers_each_get_their_own_answer() {
 }
 
 #[test]
+fn a_full_write_queue_makes_writers_wait_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = start(dir.path(), |mut c| {
+        c.queue_capacity = 1;
+        c.max_group = 2;
+        c
+    });
+    api.post("/stores/q");
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let api = Api::new(server.url());
+            std::thread::spawn(move || (0..25).all(|i| api.put(&format!("/stores/q/keys/{t}-{i}"), b"v").status == 201))
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().unwrap()), "every write succeeded");
+    let writer = &api.get("/stores/q/stats").json()["writer"];
+    assert_eq!(writer["writes"], 150);
+    assert!(writer["largest_group"].as_u64().unwrap() <= 2, "{writer}");
+}
+
+#[test]
 fn stopping_flushes_and_releases_every_lease() {
     let dir = tempfile::tempdir().unwrap();
     let (server, api) = start(dir.path(), |c| c);
