@@ -235,3 +235,83 @@ fn http(address: &str, request_line: &str, body: &[u8]) -> u16 {
     socket.read_to_string(&mut response).unwrap();
     response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{response:?}"))
 }
+
+/// A redis-server of the test's own on a free loopback port, killed on drop.
+struct Redis {
+    process: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let process = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is needed for this test: install it (scripts/test does: apt-get install redis-server)");
+            let mut redis = Redis { process, url: format!("redis://127.0.0.1:{port}/"), _dir: dir };
+            if redis.ready(port) {
+                return redis;
+            }
+            // Dropping it kills the server; try another port in a fresh directory.
+            drop(redis);
+            dir = tempfile::tempdir().unwrap();
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// Waits (bounded) until the server answers PING; false if it exited.
+    fn ready(&mut self, port: u16) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return false; // the port was taken meanwhile
+            }
+            if let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let mut answer = [0u8; 7];
+                if socket.write_all(b"PING\r\n").is_ok()
+                    && socket.read_exact(&mut answer).is_ok()
+                    && &answer == b"+PONG\r\n"
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn the_redis_strategy_is_wired_in() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = &redis.url.clone();
+    maph(d, &["create", "r.maph", "--slots", "64", "--strategy", "redis"]).ok();
+    assert_eq!(maph(d, &["--redis-url", url, "set", "r.maph", "k", "v"]).ok(), "created k\n");
+    assert_eq!(maph(d, &["get", "r.maph", "k"]).ok(), "v\n");
+    let run = maph(
+        d,
+        &["--json", "--redis-url", url, "race", "--strategy", "redis", "--procs", "2", "--increments", "200", "r.maph"],
+    );
+    let report = run.json();
+    assert_eq!((report["expected"].as_u64(), report["lost"].as_u64()), (Some(400), Some(0)), "{report}");
+    drop(redis);
+    // With Redis gone, a write fails with one line that says where it looked.
+    maph(d, &["--redis-url", url, "set", "r.maph", "k", "w"]).fails(2, "could not connect to Redis");
+    assert_eq!(maph(d, &["get", "r.maph", "k"]).ok(), "v\n", "nothing was written");
+}
