@@ -150,7 +150,7 @@ fn a_holder_paused_past_its_lease_is_fenced_off() {
 
     // A's release compared the token's value and left B's token in place.
     let token_key = format!("maph:{{{name}}}:token");
-    let holder = server.connection().get(&token_key).unwrap().expect("B still holds the token");
+    let holder = support::connection(&server).get(&token_key).unwrap().expect("B still holds the token");
     assert!(holder.ends_with(&format!("/{fence_b}")), "token {holder} should be B's (fence {fence_b})");
 
     let b = b.finish_ok();
@@ -160,6 +160,6 @@ fn a_holder_paused_past_its_lease_is_fenced_off() {
     assert_eq!(support::text(&store, b"owner").as_deref(), Some("B"), "B's data must be intact");
     assert_eq!(support::text(&store, b"b-only").as_deref(), Some("1"));
     assert_eq!(store.highest_fence(), fence_b);
-    let left: Option<String> = server.connection().get(&token_key).unwrap();
+    let left: Option<String> = support::connection(&server).get(&token_key).unwrap();
     assert_eq!(left, None, "B released its token");
 }

@@ -74,7 +74,7 @@ fn a_deleted_token_stops_the_next_write() {
     let (_dir, path, _, args) = parent_setup(TEST, &server);
     let mut c = spawn(TEST, "holder", &args);
     let token_key = c.wait_for_report("locked");
-    assert_eq!(server.connection().del(&token_key).unwrap(), 1, "the holder's token was there to delete");
+    assert_eq!(support::connection(&server).del(&token_key).unwrap(), 1, "the holder's token was there to delete");
     let done = c.finish_ok();
     let after: String = done.report("after");
     assert!(after.starts_with("LeaseLost"), "{after}");
@@ -104,7 +104,7 @@ fn the_renewal_thread_notices_a_deleted_token() {
     let (_dir, path, _, args) = parent_setup(TEST, &server);
     let mut c = spawn(TEST, "holder", &args);
     let token_key = c.wait_for_report("locked");
-    assert_eq!(server.connection().del(&token_key).unwrap(), 1);
+    assert_eq!(support::connection(&server).del(&token_key).unwrap(), 1);
     let done = c.finish_ok();
     assert_eq!(done.report::<String>("noticed"), "LeaseLost", "{}", done.describe());
     assert!(done.report::<String>("after").starts_with("LeaseLost"), "{}", done.describe());

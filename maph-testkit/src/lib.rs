@@ -15,6 +15,8 @@
 //!   coordinator, then expected versus actual.
 //! - [`CrashLoop`]: a writer killed with SIGKILL again and again; after each
 //!   kill the store is repaired and checked against what was acknowledged.
+//! - [`RedisServer`]: a private `redis-server` on a loopback port, for the
+//!   Redis coordinator's tests and the benchmark.
 //!
 //! Children start together: each blocks reading its standard input until the
 //! parent closes it ([`start_all`]), so contention is real rather than staggered
@@ -23,10 +25,12 @@
 mod crash;
 mod process;
 mod race;
+mod redis_server;
 
 pub use crash::{check_value, self_checking_value, CrashLoop, CrashReport};
 pub use process::{child, spawn, spawn_with_env, start_all, Child, ChildContext, Finished};
 pub use race::{CounterRace, RaceReport};
+pub use redis_server::{free_port, RedisServer, ENV_URL as REDIS_URL_ENV};
 
 /// A fresh temporary directory for a test's store files (removed on drop).
 pub fn temp_dir() -> tempfile::TempDir {

@@ -1,191 +1,23 @@
-//! A real `redis-server` for a test: started on a free loopback port with
-//! persistence off, ready when it answers PING, killed when dropped.
-//!
-//! Set `MAPH_REDIS_URL` to use a running server instead ([`RedisServer::start`]);
-//! tests that stop or restart the server always start their own
-//! ([`RedisServer::start_own`]).
+//! Test support for the Redis coordinator: the shared `RedisServer` of
+//! maph-testkit (a real `redis-server` on a free loopback port, or the one in
+//! `MAPH_REDIS_URL`), plus Redis-specific helpers.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use maph_coord_redis::{RedisCoordinator, ENV_URL};
+use maph_coord_redis::RedisCoordinator;
 use maph_core::{Config, Store};
+#[allow(unused_imports)] // each test binary uses a different part
+pub use maph_testkit::{free_port, RedisServer};
 
-const BINARY: &str = "redis-server";
-/// How long a starting server may take to answer PING (generous: the machine
-/// may be busy compiling).
-const READY_WITHIN: Duration = Duration::from_secs(30);
-
-/// A redis-server this test owns, or the one `MAPH_REDIS_URL` names.
-pub struct RedisServer {
-    own: Option<Own>,
-    url: String,
-}
-
-struct Own {
-    process: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    extra_args: Vec<String>,
-}
-
-impl RedisServer {
-    /// The server in `MAPH_REDIS_URL` if set, otherwise one of our own.
-    pub fn start() -> RedisServer {
-        match std::env::var(ENV_URL) {
-            Ok(url) if !url.trim().is_empty() => RedisServer { own: None, url: url.trim().to_string() },
-            _ => RedisServer::start_own(&[]),
-        }
-    }
-
-    /// A server of our own, with extra command-line arguments (for example
-    /// `["--requirepass", "pw"]`).
-    pub fn start_own(extra_args: &[&str]) -> RedisServer {
-        require_binary();
-        let dir = tempfile::Builder::new().prefix("maph-redis-").tempdir().expect("a directory for redis-server");
-        let mut own =
-            Own { process: None, port: 0, dir, extra_args: extra_args.iter().map(|s| s.to_string()).collect() };
-        // Another process may take the free port between our check and the
-        // server's bind; then the server exits and we try another port.
-        for _ in 0..5 {
-            own.port = free_port();
-            if own.launch() {
-                let url = format!("redis://127.0.0.1:{}/", own.port);
-                return RedisServer { own: Some(own), url };
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports; its log:\n{}", own.log());
-    }
-
-    /// The server's URL (without any password).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The URL with a password.
-    pub fn url_with_password(&self, password: &str) -> String {
-        self.url.replacen("redis://", &format!("redis://:{password}@"), 1)
-    }
-
-    /// A plain connection, for looking at or tampering with keys.
-    pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
-            .unwrap_or_else(|e| panic!("connect to the test redis at {}: {e}", self.url))
-    }
-
-    /// Kills the server (our own only).
-    pub fn stop(&mut self) {
-        self.own.as_mut().expect("only a server of our own can be stopped").kill();
-    }
-
-    /// Kills the server and starts a fresh one (empty: no persistence) on the
-    /// same port, ready when this returns.
-    pub fn restart(&mut self) {
-        let own = self.own.as_mut().expect("only a server of our own can be restarted");
-        own.kill();
-        assert!(own.launch(), "redis-server did not restart on port {}; its log:\n{}", own.port, own.log());
-    }
-}
-
-impl Own {
-    /// Starts the server on `self.port`; true once it answers PING, false if it
-    /// exited (port taken).
-    fn launch(&mut self) -> bool {
-        let log = self.dir.path().join("redis.log");
-        let mut command = Command::new(BINARY);
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(&log)
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut process = command.spawn().unwrap_or_else(|e| panic!("could not run {BINARY}: {e}"));
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            if let Ok(Some(_)) = process.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut e) = process.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr);
-                }
-                eprintln!("redis-server exited at start on port {}: {stderr}{}", self.port, self.log());
-                return false;
-            }
-            if answers_ping(self.port, &self.extra_args) {
-                self.process = Some(process);
-                return true;
-            }
-            if started.elapsed() > READY_WITHIN {
-                let _ = process.kill();
-                let _ = process.wait();
-                panic!(
-                    "redis-server on port {} did not answer PING within {READY_WITHIN:?}:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            // Polling a real condition (the server answering), with growing pauses.
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Own {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Whether a server on `port` answers PING (a server started with
-/// `--requirepass` answers with NOAUTH, which also proves it is up).
-fn answers_ping(port: u16, extra_args: &[String]) -> bool {
-    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else { return false };
-    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else { return false };
-    match redis::cmd("PING").query::<String>(&mut conn) {
-        Ok(_) => true,
-        Err(e) => extra_args.iter().any(|a| a == "--requirepass") && e.code() == Some("NOAUTH"),
-    }
-}
-
-fn require_binary() {
-    match Command::new(BINARY).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "redis-server is not installed, and these tests need a real one. Run scripts/test (it installs it), \
-             or apt-get install redis-server, or set {ENV_URL} to a running server."
-        ),
-        Err(e) => panic!("could not run {BINARY}: {e}"),
-    }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("its address").port()
+/// A plain connection to `server`, for looking at or tampering with keys.
+pub fn connection(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("connect to the test redis at {}: {e}", server.url()))
 }
 
 /// A token name no other test (or run) uses, so tests sharing one server via
