@@ -7,7 +7,7 @@ use std::path::Path;
 
 use maph_core::{Config, Mode, Result, Store, WriteCoordinator};
 
-use crate::process::{child, spawn};
+use crate::process::{child, spawn_with_env};
 
 const ROLE: &str = "crash-writer";
 
@@ -30,6 +30,7 @@ pub struct CrashLoop {
     kills: usize,
     keys: u64,
     seed: u64,
+    env: Vec<(String, String)>,
 }
 
 /// What a crash loop saw.
@@ -121,7 +122,14 @@ impl CrashLoop {
     /// A loop of `kills` kills for the test whose full libtest name is `test`,
     /// over 64 keys.
     pub fn new(test: &str, kills: usize) -> CrashLoop {
-        CrashLoop { test: test.to_string(), kills, keys: 64, seed: 0x9e37_79b9_7f4a_7c15 }
+        CrashLoop { test: test.to_string(), kills, keys: 64, seed: 0x9e37_79b9_7f4a_7c15, env: Vec::new() }
+    }
+
+    /// Sets an environment variable in every writer child (for example the
+    /// address of a coordination service), where `make` can read it.
+    pub fn env(mut self, key: &str, value: &str) -> CrashLoop {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The key of index `i`.
@@ -171,7 +179,7 @@ impl CrashLoop {
         let mut seq = 1u64;
         for round in 0..self.kills {
             let args = vec![path.display().to_string(), seq.to_string(), next(&mut rng).to_string()];
-            let mut writer = spawn(&self.test, ROLE, &args);
+            let mut writer = spawn_with_env(&self.test, ROLE, &args, &self.env);
             writer.start();
             let kill_after = 1 + next(&mut rng) % 400;
             let mut acked = 0;
