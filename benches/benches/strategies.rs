@@ -19,7 +19,7 @@ fn main() {
         .configure_from_args();
     let scratch = tempfile::Builder::new().prefix("maph-bench-").tempdir().expect("a temporary directory");
     let all = rows::all();
-    let redis = if all.iter().any(|r| r.needs_redis && r.status == rows::Status::Ready) {
+    let redis = if all.iter().any(|r| r.needs_redis) {
         RedisSource::find_or_start(scratch.path())
     } else {
         RedisSource::Unavailable("no Redis row is built".into())

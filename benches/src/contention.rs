@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -199,9 +200,11 @@ pub fn run_once(
         };
         workers.push(Worker::spawn(exe, &spec)?);
     }
-    // Everyone set up (store mapped, coordinator made, connections open) before anyone starts.
+    // Everyone set up (store mapped, coordinator made, connections open) before
+    // anyone starts. Setting up takes milliseconds; the bound only catches a hang.
+    let ready_by = Instant::now() + Duration::from_secs(60);
     for w in &mut workers {
-        w.wait_ready()?;
+        w.wait_ready(ready_by)?;
     }
     for w in &mut workers {
         w.start();
@@ -247,7 +250,8 @@ pub fn run_once(
 /// A worker process, seen from the parent.
 struct Worker {
     child: std::process::Child,
-    stdout: Option<BufReader<std::process::ChildStdout>>,
+    /// Lines of its standard output, read by a thread (closed at its exit).
+    lines: Receiver<String>,
     stderr: Option<std::thread::JoinHandle<String>>,
     index: usize,
 }
@@ -257,37 +261,59 @@ const RESULT: &str = "MAPH_BENCH_RESULT ";
 
 impl Worker {
     fn spawn(exe: &Path, spec: &WorkerSpec) -> anyhow::Result<Worker> {
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        crate::child::die_with_parent(&mut command)
             .arg("worker")
             .arg(serde_json::to_string(spec)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("could not start worker {}: {e}", exe.display()))?;
-        let stdout = child.stdout.take().map(BufReader::new);
+            .stderr(Stdio::piped());
+        let mut child =
+            command.spawn().map_err(|e| anyhow::anyhow!("could not start worker {}: {e}", exe.display()))?;
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
             let _ = stderr.read_to_string(&mut text);
             text
         });
-        Ok(Worker { child, stdout, stderr: Some(stderr), index: spec.index })
+        Ok(Worker { child, lines, stderr: Some(stderr), index: spec.index })
     }
 
-    /// Blocks until the worker says it is ready (or fails if it exits instead).
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let stdout = self.stdout.as_mut().expect("not finished");
-        let mut line = String::new();
+    /// An error saying what went wrong, with what the worker printed on stderr.
+    fn failure(&mut self, what: &str) -> anyhow::Error {
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        anyhow::anyhow!("worker {} {what}: {}", self.index, stderr.trim())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits until the worker says it is ready; fails if it exits first or
+    /// is not ready by `deadline` (then it is killed).
+    fn wait_ready(&mut self, deadline: Instant) -> anyhow::Result<()> {
         loop {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                let _ = self.child.wait();
-                let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-                anyhow::bail!("worker {} exited before it was ready: {}", self.index, stderr.trim());
-            }
-            if line.trim_end() == READY {
-                return Ok(());
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line == READY => return Ok(()),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    return Err(self.failure("exited before it was ready"));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.kill();
+                    return Err(self.failure("was not ready in time and was killed"));
+                }
             }
         }
     }
@@ -299,29 +325,25 @@ impl Worker {
 
     /// Waits (until `deadline` at most) for the worker's report.
     fn finish(mut self, deadline: Instant) -> anyhow::Result<WorkerReport> {
-        let mut stdout = self.stdout.take().expect("not finished");
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            text
-        });
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
+        let mut report = None;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(json) = line.strip_prefix(RESULT) {
+                        report = Some(serde_json::from_str::<WorkerReport>(json)?);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break, // stdout closed: it is exiting
+                Err(RecvTimeoutError::Timeout) => {
+                    self.kill();
+                    return Err(self.failure("did not finish in time and was killed"));
+                }
             }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                anyhow::bail!("worker {} did not finish in time and was killed", self.index);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let stdout = reader.join().unwrap_or_default();
-        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-        let report = stdout.lines().find_map(|l| l.strip_prefix(RESULT));
+        }
+        let status = self.child.wait()?;
         match (status.success(), report) {
-            (true, Some(json)) => Ok(serde_json::from_str(json)?),
-            _ => anyhow::bail!("worker {} failed ({status}): {}", self.index, stderr.trim()),
+            (true, Some(report)) => Ok(report),
+            _ => Err(self.failure(&format!("failed ({status})"))),
         }
     }
 }
@@ -330,8 +352,7 @@ impl Drop for Worker {
     fn drop(&mut self) {
         // A failed run must not leave workers behind.
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
     }
 }
@@ -355,6 +376,8 @@ pub fn worker_main(spec: &WorkerSpec) -> anyhow::Result<()> {
             }
         }
     }
+    // Nothing held while waiting for the others (a lease would keep them out).
+    subject.idle();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{READY}")?;
     out.flush()?;

@@ -62,6 +62,20 @@ impl<C: WriteCoordinator> Leased<C> {
         &self.inner
     }
 
+    /// Gives the lock back now if the lease holds it (before this process
+    /// waits for something else, so it does not keep others out meanwhile).
+    pub fn give_back(&self) {
+        // Taking the gate first: no write of this process is between acquire and release.
+        self.gate.acquire(Access::Exclusive, Wait::Forever);
+        if let Some(held) = self.lease().held.take() {
+            // SAFETY: `held` came from `inner.acquire`, and is released once: it
+            // was just taken out of `held`.
+            unsafe { self.inner.release(held) }
+        }
+        // SAFETY: taken above.
+        unsafe { self.gate.release(Access::Exclusive) }
+    }
+
     fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
         // Nothing panics while holding it; if something did, the state is still valid.
         self.lease.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

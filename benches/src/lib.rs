@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod chart;
+mod child;
 pub mod contention;
 mod histogram;
 mod leased;

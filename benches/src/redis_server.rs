@@ -82,7 +82,8 @@ impl PrivateRedis {
         // redis binds it, so try a few.
         for _ in 0..3 {
             let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
-            let mut child = Command::new("redis-server")
+            let mut command = Command::new("redis-server");
+            let mut child = crate::child::die_with_parent(&mut command)
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
                 .args(["--protected-mode", "yes", "--loglevel", "warning"])
                 .arg("--dir")

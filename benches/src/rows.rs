@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use maph_coord_redis::{RedisConfig, RedisCoordinator};
 use maph_core::{Config, Mode, SingleWriter, Store, Strategy, Uncoordinated};
 use maph_lock_fcntl::FcntlCoordinator;
 use maph_lock_flock::FlockCoordinator;
 use maph_lock_futex::FutexCoordinator;
 
+use crate::leased::Leased;
 use crate::subject::Subject;
 use crate::subjects::{LmdbSubject, MaphSubject, RedbSubject, ShardSubject, SHARDS};
 
@@ -59,15 +61,6 @@ pub enum Writers {
     One(&'static str),
 }
 
-/// Whether a row exists in this build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Built and measured.
-    Ready,
-    /// Its crate has not landed in the workspace yet; the report says so.
-    NotBuilt(&'static str),
-}
-
 /// One strategy or peer: a row of the table.
 #[derive(Clone, Copy)]
 pub struct Row {
@@ -85,8 +78,6 @@ pub struct Row {
     pub writers: Writers,
     /// Needs a Redis server.
     pub needs_redis: bool,
-    /// Whether it is part of this build.
-    pub status: Status,
     /// Creates the row's empty store in `env.dir`.
     pub create: fn(&RowEnv) -> anyhow::Result<()>,
     /// Opens the created store as a subject for `role`.
@@ -95,23 +86,23 @@ pub struct Row {
 
 impl std::fmt::Debug for Row {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Row").field("id", &self.id).field("status", &self.status).finish()
+        f.debug_struct("Row").field("id", &self.id).finish()
     }
 }
 
 impl Row {
-    /// Why this row cannot run here, if it cannot.
+    /// Why this row cannot run here, if it cannot (it needs Redis and there is none).
     pub fn unavailable(&self, redis_url: Option<&str>, redis_problem: &str) -> Option<String> {
-        match self.status {
-            Status::NotBuilt(why) => Some(why.to_string()),
-            Status::Ready if self.needs_redis && redis_url.is_none() => Some(redis_problem.to_string()),
-            Status::Ready => None,
-        }
+        (self.needs_redis && redis_url.is_none()).then(|| redis_problem.to_string())
     }
 }
 
 /// Stripes of the striped futex row: 4096 slots each.
 pub const FUTEX_STRIPES: u32 = 16;
+
+/// Writes per lease of the leased Redis row: the token is taken once per 100
+/// writes (in contention runs, given back after them so others get a turn).
+pub const WRITES_PER_LEASE: u64 = 100;
 
 /// The uncoordinated baseline's id: every ratio is taken against it.
 pub const BASELINE: &str = "uncoordinated";
@@ -127,7 +118,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::One("one process holds the writer lease; others are refused (WriterBusy)"),
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, Strategy::SINGLE_WRITER),
             open: |env, _| {
                 let store = Store::open(env.store_path(), Mode::ReadWrite)?;
@@ -143,14 +133,14 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, Strategy::UNCOORDINATED),
             open: |env, _| {
                 let store = Store::open(env.store_path(), Mode::ReadWrite)?;
                 Ok(Box::new(MaphSubject::new(store, Uncoordinated::new())))
             },
         },
-        // ---- Rows of coordinator crates: each replaces its `pending` entry when it lands.
+        // ---- Coordinator crates. A new one plugs in here: a Row whose `open`
+        // wraps its coordinator in a MaphSubject (and a Cargo.toml dependency).
         Row {
             id: "flock",
             label: "flock",
@@ -159,7 +149,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, FlockCoordinator::STRATEGY),
             open: |env, _| {
                 let store = Store::open(env.store_path(), Mode::ReadWrite)?;
@@ -175,7 +164,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, FcntlCoordinator::STRATEGY),
             open: |env, _| {
                 let store = Store::open(env.store_path(), Mode::ReadWrite)?;
@@ -191,7 +179,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, FcntlCoordinator::STRATEGY),
             open: |env, _| {
                 let store = Store::open(env.store_path(), Mode::ReadWrite)?;
@@ -199,8 +186,37 @@ pub fn all() -> Vec<Row> {
                 Ok(Box::new(MaphSubject::new(store, lock)))
             },
         },
-        pending("redis-op", "Redis token per operation", "maph-coord-redis"),
-        pending("redis-lease", "Redis token leased", "maph-coord-redis"),
+        Row {
+            id: "redis-op",
+            label: "Redis token per operation",
+            provider: "maph-coord-redis",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: true,
+            create: |env| create_maph(env, RedisCoordinator::STRATEGY),
+            open: |env, _| {
+                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
+                let token = RedisCoordinator::new(&store, redis_config(env)?)?;
+                Ok(Box::new(MaphSubject::new(store, token)))
+            },
+        },
+        Row {
+            id: "redis-lease",
+            label: "Redis token leased (100 writes)",
+            provider: "maph-coord-redis",
+            safe: true,
+            peer: false,
+            writers: Writers::Many,
+            needs_redis: true,
+            create: |env| create_maph(env, RedisCoordinator::STRATEGY),
+            open: |env, _| {
+                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
+                let token = RedisCoordinator::new(&store, redis_config(env)?)?;
+                let lease = Leased::new(token, WRITES_PER_LEASE);
+                Ok(Box::new(MaphSubject::new(store, lease).on_idle(Leased::give_back)))
+            },
+        },
         Row {
             id: "shard",
             label: "partitioning (8 shards)",
@@ -209,7 +225,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| ShardSubject::create(&env.dir.join("shards"), SLOTS / u64::from(SHARDS)),
             open: |env, role| {
                 let (index, procs) = match role {
@@ -227,7 +242,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, FutexCoordinator::STRATEGY),
             open: |env, _| {
                 let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
@@ -243,7 +257,6 @@ pub fn all() -> Vec<Row> {
             peer: false,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| create_maph(env, FutexCoordinator::STRATEGY),
             open: |env, _| {
                 let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
@@ -260,7 +273,6 @@ pub fn all() -> Vec<Row> {
             peer: true,
             writers: Writers::Many,
             needs_redis: false,
-            status: Status::Ready,
             create: |env| LmdbSubject::open(&env.dir.join("lmdb")).map(drop),
             open: |env, _| Ok(Box::new(LmdbSubject::open(&env.dir.join("lmdb"))?)),
         },
@@ -272,7 +284,6 @@ pub fn all() -> Vec<Row> {
             peer: true,
             writers: Writers::One("a redb file can be open in one process only"),
             needs_redis: false,
-            status: Status::Ready,
             create: |env| RedbSubject::open(&env.dir.join("bench.redb")).map(drop),
             open: |env, _| Ok(Box::new(RedbSubject::open(&env.dir.join("bench.redb"))?)),
         },
@@ -284,22 +295,6 @@ pub fn find(id: &str) -> Option<Row> {
     all().into_iter().find(|r| r.id == id)
 }
 
-/// A row whose crate has not landed yet: listed, never measured.
-fn pending(id: &'static str, label: &'static str, provider: &'static str) -> Row {
-    Row {
-        id,
-        label,
-        provider,
-        safe: true,
-        peer: false,
-        writers: Writers::Many,
-        needs_redis: false,
-        status: Status::NotBuilt("its crate is not in the workspace yet"),
-        create: |_| anyhow::bail!("this row is not built"),
-        open: |_, _| anyhow::bail!("this row is not built"),
-    }
-}
-
 /// Creates an empty maph store for `strategy` at the row's store path.
 pub fn create_maph(env: &RowEnv, strategy: Strategy) -> anyhow::Result<()> {
     create_maph_at(&env.store_path(), strategy)
@@ -309,4 +304,13 @@ pub fn create_maph(env: &RowEnv, strategy: Strategy) -> anyhow::Result<()> {
 pub fn create_maph_at(path: &Path, strategy: Strategy) -> anyhow::Result<()> {
     Store::create(path, Config::new(SLOTS).strategy(strategy).hash_seed(0x6d61_7068))?;
     Ok(())
+}
+
+/// The Redis configuration of a row: the run's server, and a token named after
+/// the row's directory, so rows and runs never share a token.
+fn redis_config(env: &RowEnv) -> anyhow::Result<RedisConfig> {
+    let url = env.redis_url.clone().ok_or_else(|| anyhow::anyhow!("this row needs a Redis server"))?;
+    let name =
+        env.dir.file_name().map_or_else(|| "maph-bench".into(), |n| format!("maph-bench-{}", n.to_string_lossy()));
+    Ok(RedisConfig::new(url).name(name))
 }

@@ -143,7 +143,7 @@ pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(
             "no row named {id:?}; `maph-bench list` shows the rows"
         );
     }
-    let redis = if wanted.iter().any(|r| r.needs_redis && r.status == rows::Status::Ready) {
+    let redis = if wanted.iter().any(|r| r.needs_redis) {
         std::fs::create_dir_all(base.join("redis"))?;
         RedisSource::find_or_start(&base.join("redis"))
     } else {

@@ -45,6 +45,10 @@ pub trait Subject {
     /// lock took to get.
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment>;
 
+    /// Gives back anything held between operations (a lease), before the
+    /// process waits: contention workers call it between warm-up and start.
+    fn idle(&mut self) {}
+
     /// The counter under `key` (zero if absent).
     fn counter(&mut self, key: &[u8]) -> anyhow::Result<u64> {
         let mut out = Vec::new();

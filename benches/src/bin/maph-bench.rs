@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use maph_bench::contention::{worker_main, WorkerSpec};
-use maph_bench::rows::{self, Status, Writers};
+use maph_bench::rows::{self, Writers};
 use maph_bench::{report, run, Options, Plan, Preset};
 
 const USAGE: &str = "\
@@ -21,7 +21,7 @@ usage: maph-bench [report] [--smoke | --thorough] [--out FILE] [--svg FILE] [--r
        maph-bench list
 
   report       measure every row, print the strategy table, write the report (default)
-  list         show the rows and whether each is built
+  list         show the rows
   --smoke      a few seconds, tiny counts: proves the harness works; numbers mean nothing
   --thorough   longer measurements and more repeats (about 15 minutes)
   --out FILE   where to write the Markdown report
@@ -63,16 +63,12 @@ fn worker(args: &[String]) -> anyhow::Result<()> {
 
 fn list() {
     for row in rows::all() {
-        let status = match row.status {
-            Status::Ready if row.needs_redis => "built (needs Redis)".to_string(),
-            Status::Ready => "built".to_string(),
-            Status::NotBuilt(why) => format!("not built: {why}"),
-        };
+        let needs = if row.needs_redis { "needs a Redis server" } else { "" };
         let writers = match row.writers {
             Writers::Many => "many writer processes",
             Writers::One(_) => "one writer process",
         };
-        println!("{:<16} {:<30} {:<18} {:<22} {status}", row.id, row.label, row.provider, writers);
+        println!("{:<16} {:<32} {:<18} {:<22} {needs}", row.id, row.label, row.provider, writers);
     }
 }
 

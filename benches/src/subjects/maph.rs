@@ -14,13 +14,21 @@ pub struct MaphSubject<C: WriteCoordinator> {
     // Declared first, so dropped first: some coordinators hold a handle on the store.
     coordinator: C,
     store: Arc<Store>,
+    idle: Option<fn(&C)>,
 }
 
 impl<C: WriteCoordinator> MaphSubject<C> {
     /// Measures `store` written through `coordinator`. (An `Arc` because some
     /// coordinators, the in-file futex lock for one, keep a handle on the store.)
     pub fn new(store: impl Into<Arc<Store>>, coordinator: C) -> MaphSubject<C> {
-        MaphSubject { store: store.into(), coordinator }
+        MaphSubject { store: store.into(), coordinator, idle: None }
+    }
+
+    /// Calls `idle` on the coordinator when the subject goes idle (see
+    /// [`Subject::idle`]): for a lease, giving the lock back.
+    pub fn on_idle(mut self, idle: fn(&C)) -> MaphSubject<C> {
+        self.idle = Some(idle);
+        self
     }
 
     /// The store.
@@ -61,6 +69,12 @@ impl<C: WriteCoordinator> Subject for MaphSubject<C> {
 
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
         increment_in(&self.store, &self.coordinator, key)
+    }
+
+    fn idle(&mut self) {
+        if let Some(idle) = self.idle {
+            idle(&self.coordinator);
+        }
     }
 }
 
