@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use common::*;
 use maph_core::{Error, LockScope, Mode, Store, WriteCoordinator};
 use maph_lock_fcntl::FcntlCoordinator;
-use maph_testkit::{child, spawn, start_all, Child, CounterRace};
+use maph_testkit::{child, spawn, start_all, Child, Contract, CounterRace};
 
 const PROCS: usize = 4;
 const INCREMENTS: u64 = 20_000;
@@ -97,105 +95,43 @@ fn threads_of_several_processes_lose_nothing() {
     }
 }
 
-/// The reference design's Test 3: two processes (there: the REST API and a C++
-/// app) each write their own key under the lock, at the same time.
+/// The coordinator contract (maph-testkit) for one variant, run across processes.
+fn contract(test: &str, variant: &'static str) -> Contract<impl Fn(&Store) -> maph_core::Result<FcntlCoordinator>> {
+    Contract::new(test, config(), move |store: &Store| make(store, variant)).label(variant)
+}
+
+/// The reference design's Test 3: two processes each write their own key under
+/// the lock at the same time.
 #[test]
 fn reference_test_3_two_processes_write_their_own_keys() {
-    const TEST: &str = "reference_test_3_two_processes_write_their_own_keys";
-    if let Some(ctx) = child(TEST) {
-        let (store, lock) = open(&ctx.args()[0], &ctx.args()[1]);
-        ctx.wait_for_start();
-        store.set(&lock, ctx.args()[2].as_bytes(), ctx.args()[3].as_bytes()).unwrap();
-        ctx.exit();
-    }
     for variant in [OFD_WHOLE, OFD_RANGE, CLASSIC_RANGE] {
-        let dir = maph_testkit::temp_dir();
-        let path = new_store(dir.path(), "hybrid.maph");
-        let arg = |k: &str, v: &str| vec![path.display().to_string(), variant.into(), k.into(), v.into()];
-        let mut writers = vec![
-            spawn(TEST, "rest", &arg("rest_key1", "from_rest_api")),
-            spawn(TEST, "cpp", &arg("cpp_key1", "from_cpp_app")),
-        ];
-        start_all(&mut writers);
-        writers.into_iter().for_each(|w| drop(w.finish_ok()));
-
-        let reader = Store::open(&path, Mode::ReadOnly).unwrap();
-        assert_eq!(reader.get(b"rest_key1").unwrap().as_deref(), Some(&b"from_rest_api"[..]), "{variant}");
-        assert_eq!(reader.get(b"cpp_key1").unwrap().as_deref(), Some(&b"from_cpp_app"[..]), "{variant}");
-        assert_eq!(reader.len(), 2, "{variant}");
+        contract("reference_test_3_two_processes_write_their_own_keys", variant).two_processes_write_their_own_keys();
     }
 }
 
-/// Reference pitfall 2: a panic inside the write closure must not leave the lock
-/// held. Another process finds it free at once (a `try_`, not a wait).
+/// Reference pitfall 2: a panic inside an update or a write leaves the lock free.
 #[test]
 fn a_panic_inside_a_write_releases_the_lock() {
-    const TEST: &str = "a_panic_inside_a_write_releases_the_lock";
-    if let Some(ctx) = child(TEST) {
-        let (_store, lock) = open(&ctx.args()[0], &ctx.args()[1]);
-        ctx.report("free", lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some());
-        ctx.exit();
-    }
     for variant in ALL {
-        let dir = maph_testkit::temp_dir();
-        let path = new_store(dir.path(), "panic.maph");
-        let (store, lock) = open(&path, variant);
-        // A key's update (its window, in byte-range mode), then a whole-store write.
-        let in_update =
-            catch_unwind(AssertUnwindSafe(|| store.update(&lock, b"k", |_| -> Option<Vec<u8>> { panic!("app bug") })));
-        let in_write = catch_unwind(AssertUnwindSafe(|| {
-            store.write(&lock, |tx| {
-                tx.set(b"half", b"done")?;
-                panic!("the application fails mid-write");
-            })
-        }));
-        assert!(in_update.is_err() && in_write.is_err(), "the panics propagate to the caller");
-        assert_eq!(store.get(b"half").unwrap(), None, "nothing of the panicked write was committed");
-
-        let probe = spawn(TEST, "probe", &[path.display().to_string(), variant.to_string()]).finish_ok();
-        assert!(probe.report::<bool>("free"), "{variant}: another process must get the lock at once");
-        std::thread::scope(|s| {
-            let other_thread = s.spawn(|| lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some());
-            assert!(other_thread.join().unwrap(), "{variant}: and another thread of this process");
-        });
+        contract("a_panic_inside_a_write_releases_the_lock", variant).panic_inside_a_write_releases_the_lock();
     }
 }
 
-/// A holder killed by SIGKILL blocks no one: the kernel drops its locks, the
-/// next acquirer gets them promptly, and the store is whole.
+/// The kernel drops a SIGKILLed holder's locks; the next acquirer gets them promptly.
 #[test]
 fn a_holder_killed_by_sigkill_blocks_no_one() {
-    const TEST: &str = "a_holder_killed_by_sigkill_blocks_no_one";
-    if let Some(ctx) = child(TEST) {
-        let (store, lock) = open(&ctx.args()[0], &ctx.args()[1]);
-        let guard = lock.lock_exclusive(store.scope_of(b"written-by")).unwrap();
-        store.write_with(&guard, |tx| tx.set(b"written-by", b"the holder")).unwrap();
-        ctx.report("locked", std::process::id());
-        ctx.wait_for_start(); // never: the parent kills us first
-        drop(guard);
-        ctx.exit();
-    }
     for variant in [OFD_WHOLE, OFD_RANGE, CLASSIC_RANGE] {
-        let dir = maph_testkit::temp_dir();
-        let path = new_store(dir.path(), "kill.maph");
-        let mut holder = spawn(TEST, "holder", &[path.display().to_string(), variant.to_string()]);
-        holder.wait_for_report("locked");
-        let (store, lock) = open(&path, variant);
-        let scope = store.scope_of(b"written-by");
-        assert!(lock.try_lock_exclusive(scope).unwrap().is_none(), "{variant}: the holder holds the lock");
+        contract("a_holder_killed_by_sigkill_blocks_no_one", variant).holder_killed_by_sigkill_blocks_no_one();
+    }
+}
 
-        holder.kill();
-        let started = Instant::now();
-        let guard = lock.lock_exclusive_for(scope, GENEROUS).expect("the lock of a killed holder is free");
-        println!("{variant}: acquired {:?} after SIGKILL", started.elapsed());
-        store.write_with(&guard, |tx| tx.set(b"written-by", b"the next writer")).unwrap();
-        drop(guard);
-
-        let died = holder.finish();
-        assert_eq!(died.status.signal(), Some(libc::SIGKILL), "{}", died.describe());
-        assert_eq!(store.get(b"written-by").unwrap().as_deref(), Some(&b"the next writer"[..]));
-        let report = store.verify();
-        assert!(report.is_clean(), "{variant}: {report:?}");
+/// Reader threads holding shared guards never see half of a two-key write made
+/// by a writer process.
+#[test]
+fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
+    for variant in [OFD_RANGE, CLASSIC_RANGE] {
+        contract("shared_guards_give_reader_threads_a_consistent_view_of_several_keys", variant)
+            .shared_guards_give_a_consistent_view_of_several_keys(20_000);
     }
 }
 
@@ -368,60 +304,5 @@ fn shared_windows_coexist_across_processes_and_keep_writers_out() {
         reader.start();
         reader.finish_ok();
         assert!(other.lock_exclusive_for(window(105, 1), GENEROUS).is_ok(), "{variant}: free once the reader left");
-    }
-}
-
-/// What shared access is for: a reader holding it sees several keys of one
-/// write together. A writer process keeps setting `a` and `b` to the same value
-/// in one whole-store write; reader threads of this process must never see
-/// them differ.
-#[test]
-fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
-    const TEST: &str = "shared_guards_give_reader_threads_a_consistent_view_of_several_keys";
-    const WRITES: u64 = 20_000;
-    if let Some(ctx) = child(TEST) {
-        let (store, lock) = open(&ctx.args()[0], &ctx.args()[1]);
-        ctx.wait_for_start();
-        for i in 0..WRITES {
-            let v = i.to_string();
-            store.write(&lock, |tx| tx.set(b"a", v.as_bytes()).and_then(|()| tx.set(b"b", v.as_bytes()))).unwrap();
-        }
-        ctx.exit();
-    }
-    for variant in [OFD_RANGE, CLASSIC_RANGE] {
-        let dir = maph_testkit::temp_dir();
-        let path = new_store(dir.path(), "view.maph");
-        let (store, lock) = open(&path, variant);
-        let mut writer = spawn(TEST, "writer", &[path.display().to_string(), variant.to_string()]);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let (checks, torn) = std::thread::scope(|s| {
-            let readers: Vec<_> = (0..3)
-                .map(|_| {
-                    s.spawn(|| {
-                        let (mut checks, mut torn) = (0u64, 0u64);
-                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                            let guard = lock.lock_shared(LockScope::Whole).unwrap();
-                            let a = store.get(b"a").unwrap();
-                            std::thread::yield_now(); // give a writer every chance to slip in
-                            let b = store.get(b"b").unwrap();
-                            drop(guard);
-                            checks += 1;
-                            torn += u64::from(a != b);
-                            // Leave gaps, or the readers could keep the writer out forever.
-                            std::thread::sleep(Duration::from_micros(50));
-                        }
-                        (checks, torn)
-                    })
-                })
-                .collect();
-            writer.start();
-            writer.finish_ok();
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            readers.into_iter().map(|r| r.join().unwrap()).fold((0, 0), |(c, t), (c2, t2)| (c + c2, t + t2))
-        });
-        println!("{variant}: {checks} reads checked, {torn} torn");
-        assert!(checks > 0);
-        assert_eq!(torn, 0, "{variant}: a reader holding shared access saw a half-applied write");
-        assert_eq!(counter(&store, b"a"), WRITES - 1);
     }
 }

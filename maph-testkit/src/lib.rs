@@ -15,6 +15,9 @@
 //!   coordinator, then expected versus actual.
 //! - [`CrashLoop`]: a writer killed with SIGKILL again and again; after each
 //!   kill the store is repaired and checked against what was acknowledged.
+//! - [`Contract`]: the scenarios every lock-based coordinator must pass across
+//!   processes (reference Test 3, a panic releases the lock, a SIGKILLed holder
+//!   blocks no one, deadlines, consistent shared views).
 //! - [`RedisServer`]: a private `redis-server` on a loopback port, for the
 //!   Redis coordinator's tests and the benchmark.
 //!
@@ -22,11 +25,13 @@
 //! parent closes it ([`start_all`]), so contention is real rather than staggered
 //! by process start-up.
 
+mod contract;
 mod crash;
 mod process;
 mod race;
 mod redis_server;
 
+pub use contract::{Contract, GENEROUS};
 pub use crash::{check_value, self_checking_value, CrashLoop, CrashReport};
 pub use process::{child, spawn, spawn_with_env, start_all, Child, ChildContext, Finished};
 pub use race::{CounterRace, RaceReport};
