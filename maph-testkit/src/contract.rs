@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use maph_core::{Config, Error, LockScope, Mode, Result, Store, WriteCoordinator};
 
-use crate::process::{child, spawn, start_all, ChildContext};
+use crate::process::{child, spawn_with_env, start_all, ChildContext};
 
 /// "Not absurdly late": far beyond any scheduling delay, even on a loaded
 /// 2-core CI machine.
@@ -39,6 +39,7 @@ pub struct Contract<F> {
     label: String,
     config: Config,
     make: F,
+    env: Vec<(String, String)>,
 }
 
 impl<C, F> Contract<F>
@@ -49,7 +50,18 @@ where
     /// The scenarios for the test named `test`, on stores created with
     /// `config`, writing through coordinators made by `make`.
     pub fn new(test: &str, config: Config, make: F) -> Contract<F> {
-        Contract { test: test.to_string(), label: String::from("-"), config, make }
+        Contract { test: test.to_string(), label: String::from("-"), config, make, env: Vec::new() }
+    }
+
+    /// Sets an environment variable in every child (for example the address of
+    /// a coordination service the parent started), where `make` can read it.
+    pub fn env(mut self, key: &str, value: &str) -> Contract<F> {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    fn spawn(&self, role: &str, args: &[String]) -> crate::Child {
+        spawn_with_env(&self.test, role, args, &self.env)
     }
 
     /// Names this run of a scenario (for tests that run one per lock mode).
@@ -96,8 +108,8 @@ where
         let dir = crate::temp_dir();
         let path = self.new_store(dir.path(), "test3.maph");
         let mut writers = vec![
-            spawn(&self.test, ROLE, &self.args(&path, &["rest_key1", "from_rest_api"])),
-            spawn(&self.test, ROLE, &self.args(&path, &["cpp_key1", "from_cpp_app"])),
+            self.spawn(ROLE, &self.args(&path, &["rest_key1", "from_rest_api"])),
+            self.spawn(ROLE, &self.args(&path, &["cpp_key1", "from_cpp_app"])),
         ];
         start_all(&mut writers);
         writers.into_iter().for_each(|w| drop(w.finish_ok()));
@@ -137,7 +149,7 @@ where
         assert!(in_update.is_err() && in_write.is_err(), "{label}: the panics propagate to the caller");
         assert_eq!(store.get(b"half").unwrap(), None, "{label}: nothing of the panicked write was committed");
 
-        let probe = spawn(&self.test, ROLE, &self.args(&path, &[])).finish_ok();
+        let probe = self.spawn(ROLE, &self.args(&path, &[])).finish_ok();
         assert!(probe.report::<bool>("free"), "{label}: another process must get the lock at once");
         std::thread::scope(|s| {
             let other_thread = s.spawn(|| lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some());
@@ -163,7 +175,7 @@ where
         }
         let dir = crate::temp_dir();
         let path = self.new_store(dir.path(), "kill.maph");
-        let mut holder = spawn(&self.test, ROLE, &self.args(&path, &[]));
+        let mut holder = self.spawn(ROLE, &self.args(&path, &[]));
         holder.wait_for_report("locked");
         let (store, lock) = self.open(&path);
         let scope = store.scope_of(b"written-by");
@@ -202,7 +214,7 @@ where
         }
         let dir = crate::temp_dir();
         let path = self.new_store(dir.path(), "deadline.maph");
-        let mut holder = spawn(&self.test, ROLE, &self.args(&path, &[]));
+        let mut holder = self.spawn(ROLE, &self.args(&path, &[]));
         holder.wait_for_report("locked");
         let (_store, lock) = self.open(&path);
         let label = &self.label;
@@ -256,7 +268,7 @@ where
         let dir = crate::temp_dir();
         let path = self.new_store(dir.path(), "view.maph");
         let (store, lock) = self.open(&path);
-        let mut writer = spawn(&self.test, ROLE, &self.args(&path, &[]));
+        let mut writer = self.spawn(ROLE, &self.args(&path, &[]));
         let done = AtomicBool::new(false);
         let (checks, torn) = std::thread::scope(|s| {
             let readers: Vec<_> = (0..3)
