@@ -12,13 +12,16 @@ use maph_core::{Config, Result, Store};
 use maph_testkit::{child, Contract};
 use support::RedisServer;
 
+/// How each process makes its coordinator (the same closure in parent and children).
+type Make = Box<dyn Fn(&Store) -> Result<RedisCoordinator>>;
+
 const URL_VAR: &str = "MAPH_CONTRACT_REDIS_URL";
 const TOKEN_VAR: &str = "MAPH_CONTRACT_TOKEN";
 
 /// Runs `scenario` against a Redis server: the parent starts one (or uses
 /// `MAPH_REDIS_URL`) and hands its address and a token name unique to this test
 /// to its children through their environment.
-fn with_contract(test: &str, scenario: impl Fn(&Contract<Box<dyn Fn(&Store) -> Result<RedisCoordinator>>>)) {
+fn with_contract(test: &str, scenario: impl Fn(&Contract<Make>)) {
     let (server, url, name) = if child(test).is_some() {
         let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("the parent sets {k}"));
         (None, var(URL_VAR), var(TOKEN_VAR))
@@ -27,7 +30,7 @@ fn with_contract(test: &str, scenario: impl Fn(&Contract<Box<dyn Fn(&Store) -> R
         let url = server.url().to_string();
         (Some(server), url, support::unique_name(test))
     };
-    let make: Box<dyn Fn(&Store) -> Result<RedisCoordinator>> = {
+    let make: Make = {
         let (url, name) = (url.clone(), name.clone());
         Box::new(move |store: &Store| {
             RedisCoordinator::new(
