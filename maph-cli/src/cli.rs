@@ -35,7 +35,7 @@ pub enum Command {
         /// Bytes per slot, a multiple of 64 (32 of them bookkeeping, the rest key + value).
         #[arg(long, default_value_t = maph_core::format::DEFAULT_SLOT_SIZE)]
         slot_size: u32,
-        /// Slots a key may probe (default 10, or the slot count if smaller).
+        /// Slots a key may probe (default 64, or the slot count if smaller).
         #[arg(long)]
         max_probes: Option<u32>,
         /// How writers of this store take turns; recorded in the file.
