@@ -11,9 +11,9 @@ pub enum Preset {
     /// A few seconds: proves the harness works end to end (CI runs it); its
     /// numbers mean nothing.
     Smoke,
-    /// The README's command: about four minutes on a 2-core machine.
+    /// The README's command: about three minutes on a 2-core machine.
     Default,
-    /// Longer measurements and more repeats, for publishing.
+    /// Longer measurements and more repeats, for publishing: about twelve minutes.
     Thorough,
 }
 

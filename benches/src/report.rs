@@ -227,8 +227,21 @@ fn contention_table(results: &Results) -> Table {
         "failed / torn".into(),
     ]);
     for row in measured(results) {
+        // Process counts a row cannot run are listed together, on one line.
+        let not_run: Vec<String> = row
+            .contention
+            .iter()
+            .filter(|(_, c)| matches!(c, ContentionCell::NotApplicable(_)))
+            .map(|(p, _)| p.to_string())
+            .collect();
+        let mut listed_not_run = false;
         for (procs, cell) in &row.contention {
-            let mut cells = vec![label(row), procs.to_string()];
+            if matches!(cell, ContentionCell::NotApplicable(_)) && std::mem::replace(&mut listed_not_run, true) {
+                continue;
+            }
+            let procs_text =
+                if matches!(cell, ContentionCell::NotApplicable(_)) { not_run.join(", ") } else { procs.to_string() };
+            let mut cells = vec![label(row), procs_text];
             match cell {
                 ContentionCell::Measured(point) => {
                     let q = |s: Option<Summary>| s.map_or("—".into(), |s| fmt_ns(s.median));
@@ -427,8 +440,8 @@ fn markdown(results: &Results, svg_name: &str, command: &str) -> String {
         md,
         "On a quiet machine (nothing else compiling or running), from the repository root:\n\n\
          ```sh\n\
-         scripts/bench              # default mode, about 4 minutes on 2 cores; rewrites this file and the chart\n\
-         scripts/bench --thorough   # longer measurements and 7 repeats, for publishing\n\
+         scripts/bench              # default mode, about 3 minutes on 2 cores; rewrites this file and the chart\n\
+         scripts/bench --thorough   # longer measurements and 7 repeats, for publishing (about 12 minutes)\n\
          scripts/bench --smoke      # a few seconds; proves the harness works (writes to a temporary directory)\n\
          cargo bench -p maph-bench  # criterion alone: the single-process table, criterion's own output\n\
          ```\n\n\
@@ -460,7 +473,7 @@ fn reference_section(md: &mut String, results: &Results) {
     for r in reference::OVERHEAD {
         // The reference's reader takes the lock around every read: compare the
         // baseline's plain read with flock's read under its shared lock.
-        let base_column = if r.column == Column::LockedRead { Column::Read } else { r.column };
+        let base_column = r.column.without_lock();
         let ours_base = base.and_then(|b| b.median(base_column));
         let ours_flock = flock.and_then(|f| f.median(r.column));
         table.push(vec![
@@ -537,47 +550,69 @@ fn floor_section(md: &mut String, results: &Results) {
         md,
         "`{}` compiled with `cc -O2` and run {} times in the stores' directory: the raw cost of each \
          primitive, in C, with nothing around it (each figure the mean of 1,000,000 iterations; here the \
-         median [min–max] over the runs). Beside each, the strategy built on it and how far above its floor \
-         it is: the rest is maph's own work (hashing, probing, checksum, copying, the seqlock protocol) and \
-         the coordinator's bookkeeping.\n",
+         median [min–max] over the runs). Beside each, what our strategies pay for the same thing. For a \
+         lock, that is the **lock's share** of a write: the strategy's write median minus the uncoordinated \
+         write median (the store's own work: hashing, probing, checksum, copying, the seqlock protocol); \
+         a share at or below zero is within the noise of two medians. For the seqlock, it is the whole \
+         uncoordinated read or write.\n",
         limits.source.display(),
         results.plan.limits_runs
     );
-    // (primitive label fragment, row, column) pairs: which figure sits on which floor.
-    let pairs: [(&str, &[(&str, Column)]); 7] = [
-        ("flock LOCK_EX", &[("flock", Column::Write)]),
-        ("flock LOCK_SH", &[("flock", Column::LockedRead)]),
-        ("fcntl OFD", &[("fcntl-whole", Column::Write), ("fcntl-range", Column::Write)]),
-        ("seqlock read, random", &[(BASELINE, Column::Read)]),
-        ("seqlock read, hot", &[]),
-        ("seqlock write", &[(BASELINE, Column::Write)]),
+    /// What a floor is compared with: a column of a row, whole or less the baseline's.
+    struct Use {
+        row: &'static str,
+        column: Column,
+        less_baseline: bool,
+    }
+    let lock = |row, column| Use { row, column, less_baseline: true };
+    let whole = |row, column| Use { row, column, less_baseline: false };
+    let pairs: Vec<(&str, Vec<Use>)> = vec![
+        ("flock LOCK_EX", vec![lock("flock", Column::Write)]),
+        ("flock LOCK_SH", vec![lock("flock", Column::LockedRead)]),
+        ("fcntl OFD", vec![lock("fcntl-whole", Column::Write), lock("fcntl-range", Column::Write)]),
+        ("seqlock read, random", vec![whole(BASELINE, Column::Read)]),
+        ("seqlock write", vec![whole(BASELINE, Column::Write)]),
         (
             "in-file CAS",
-            &[("single-writer", Column::Write), ("futex", Column::Write), ("futex-striped", Column::Write)],
+            vec![
+                lock("single-writer", Column::Write),
+                lock("futex", Column::Write),
+                lock("futex-striped", Column::Write),
+            ],
         ),
     ];
     let mut table = Table::new(vec![
         "primitive".into(),
         "floor, median [min–max]".into(),
-        "built on it".into(),
+        "compared with".into(),
         "ours (median)".into(),
         "× floor".into(),
     ]);
+    let base = results.row(BASELINE);
     for (label, s) in &limits.lines {
-        let floor = format!("{} [{}–{}]", fmt_ns(s.median), sig3(s.min), sig3(s.max));
-        let users: &[(&str, Column)] = pairs.iter().find(|(frag, _)| label.contains(frag)).map_or(&[], |(_, u)| u);
-        let measured: Vec<(String, f64)> = users
-            .iter()
-            .filter_map(|(id, col)| {
-                let row = results.row(id)?;
-                Some((format!("{}, {}", row.row.label, col.title()), row.median(*col)?))
-            })
-            .collect();
-        if measured.is_empty() {
-            table.push(vec![label.clone(), floor.clone(), "—".into(), "—".into(), "—".into()]);
+        let (div, unit) = time_unit(s.median);
+        let floor = format!("{} {unit} [{}–{}]", sig3(s.median / div), sig3(s.min / div), sig3(s.max / div));
+        let uses: &[Use] = pairs.iter().find(|(frag, _)| label.contains(frag)).map_or(&[], |(_, u)| u.as_slice());
+        let mut any = false;
+        for u in uses {
+            let Some(row) = results.row(u.row) else { continue };
+            let Some(median) = row.median(u.column) else { continue };
+            let (what, ours) = if u.less_baseline {
+                let Some(b) = base.and_then(|b| b.median(u.column.without_lock())) else { continue };
+                (format!("{}, {}: lock's share", row.row.label, u.column.title()), median - b)
+            } else {
+                (format!("{}, {}", row.row.label, u.column.title()), median)
+            };
+            any = true;
+            let (ours_text, ratio) = if ours > 0.0 {
+                (fmt_ns(ours), fmt_ratio(ours, s.median))
+            } else {
+                ("≤ 0 (noise)".to_string(), "—".to_string())
+            };
+            table.push(vec![label.clone(), floor.clone(), what, ours_text, ratio]);
         }
-        for (name, ours) in measured {
-            table.push(vec![label.clone(), floor.clone(), name, fmt_ns(ours), fmt_ratio(ours, s.median)]);
+        if !any {
+            table.push(vec![label.clone(), floor, "—".into(), "—".into(), "—".into()]);
         }
     }
     md.push_str(&table.markdown());

@@ -51,6 +51,14 @@ impl Column {
         }
     }
 
+    /// The same operation without the lock: what a locked read is compared with.
+    pub fn without_lock(self) -> Column {
+        match self {
+            Column::LockedRead => Column::Read,
+            other => other,
+        }
+    }
+
     /// Operations per measured iteration.
     pub fn ops(self) -> usize {
         match self {

@@ -23,7 +23,7 @@ usage: maph-bench [report] [--smoke | --thorough] [--out FILE] [--svg FILE] [--r
   report       measure every row, print the strategy table, write the report (default)
   list         show the rows
   --smoke      a few seconds, tiny counts: proves the harness works; numbers mean nothing
-  --thorough   longer measurements and more repeats (about 15 minutes)
+  --thorough   longer measurements and more repeats (about 12 minutes)
   --out FILE   where to write the Markdown report
                (default: docs/BENCHMARKS.md; smoke mode: a temporary directory)
   --svg FILE   where to write the chart (default: benchmarks-contention.svg beside the report)
