@@ -400,6 +400,25 @@ fn markdown(results: &Results, svg_name: &str, command: &str) -> String {
         results.machine.cores
     );
     md.push_str(&contention_table(results).markdown());
+    let errors: Vec<String> = measured(results)
+        .flat_map(|row| {
+            row.contention.iter().filter_map(move |(procs, cell)| match cell {
+                ContentionCell::Measured(point) if point.errors().0 > 0 => Some(format!(
+                    "- {}, {procs} processes: {} increments failed; the first error: {}",
+                    row.row.label,
+                    point.errors().0,
+                    one_line(point.first_error().unwrap_or("(not recorded)"))
+                )),
+                _ => None,
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(md, "\nIncrements that failed (not counted in the throughput):\n");
+        for e in errors {
+            let _ = writeln!(md, "{e}");
+        }
+    }
 
     floor_section(&mut md, results);
 

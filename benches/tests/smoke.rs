@@ -38,6 +38,7 @@ fn smoke_run_writes_a_complete_report() {
     }
     // No measured cell failed, and the single-process rows that always exist were measured.
     assert!(!md.contains("| failed |") && !md.contains("failed:"), "a cell failed:\n{md}");
+    assert!(!md.contains("increments failed"), "an increment failed:\n{md}");
     for always in ["single writer", "uncoordinated (UNSAFE)", "LMDB (heed, NO_SYNC)", "redb (Durability::None)"] {
         let line = md.lines().find(|l| l.starts_with(&format!("| {always} |"))).expect("row in the strategy table");
         assert!(line.contains(" ns [") || line.contains(" µs ["), "{always} has no measured cells: {line}");
