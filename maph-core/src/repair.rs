@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::format::{SlotState, OFF_LIVE_COUNT, OFF_RETIRED, RETIRED};
+use crate::format::{SlotState, COUNTER_SHARDS, OFF_RETIRED, RETIRED};
 use crate::slot::{Repaired, SlotCopy, SlotFault};
 use crate::{LockScope, Result, Store, WriteCoordinator};
 
@@ -85,6 +85,7 @@ impl Store {
     pub(crate) fn repair_exclusively_held(&self) -> Result<RepairReport> {
         self.check_file_length()?;
         let mut report = RepairReport::default();
+        let mut live = [0u64; COUNTER_SHARDS];
         for index in 0..self.layout.slot_count {
             let slot = self.slot(index);
             match slot.repair(self.layout.hash_seed, self.layout.slot_count) {
@@ -94,7 +95,10 @@ impl Store {
             }
             match slot.read_entry(self.read_patience) {
                 Ok(copy) if copy.checksum_ok && self.reachable(index, &copy) => {
-                    report.live += u64::from(copy.meta.state == SlotState::Live);
+                    if copy.meta.state == SlotState::Live {
+                        report.live += 1;
+                        live[self.counter_shard(index)] += 1;
+                    }
                 }
                 _ => {
                     slot.write(None);
@@ -102,8 +106,10 @@ impl Store {
                 }
             }
         }
-        // Relaxed: we are the only writer; readers use it as a statistic.
-        self.region.word(OFF_LIVE_COUNT).store(report.live, Ordering::Relaxed);
+        // Relaxed: we are the only writer; readers use them as statistics.
+        for (k, &count) in live.iter().enumerate() {
+            self.live_word(k).store(count, Ordering::Relaxed);
+        }
         // A retired word that is neither 0 nor the mark is damage, not a retirement.
         let retired = self.region.word(OFF_RETIRED);
         if !matches!(retired.load(Ordering::Relaxed), 0 | RETIRED) {

@@ -11,8 +11,8 @@ use crate::sync::Ordering;
 use std::time::Duration;
 
 use crate::format::{
-    Layout, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE, OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT,
-    OFF_RETIRED, RETIRED,
+    Layout, COUNTERS_OFFSET, COUNTER_SHARDS, COUNTER_STRIDE, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE,
+    OFF_HIGHEST_FENCE, OFF_RETIRED, RETIRED,
 };
 #[cfg(not(loom))]
 use crate::format::{COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET};
@@ -298,8 +298,9 @@ impl Store {
 
     /// Number of live keys.
     pub fn len(&self) -> u64 {
-        // Relaxed: a statistic; it orders nothing else.
-        self.region.word(OFF_LIVE_COUNT).load(Ordering::Relaxed)
+        // Relaxed: a statistic; it orders nothing else. Wrapping: a shard may be
+        // off by one after a crash (until repair recounts), never the sum's type.
+        (0..COUNTER_SHARDS).fold(0u64, |sum, k| sum.wrapping_add(self.live_word(k).load(Ordering::Relaxed)))
     }
 
     /// Whether the store holds no keys.
@@ -312,9 +313,10 @@ impl Store {
         self.len() as f64 / self.layout.slot_count as f64
     }
 
-    /// The generation counter: bumped by every committed write.
+    /// The generation: the number of committed writes (the sum of the counter
+    /// shards; it grows by one with every commit).
     pub fn generation(&self) -> u64 {
-        self.region.word(OFF_GENERATION).load(Ordering::Acquire)
+        (0..COUNTER_SHARDS).fold(0u64, |sum, k| sum.wrapping_add(self.generation_word(k).load(Ordering::Acquire)))
     }
 
     /// The highest fencing token any write has presented.
@@ -469,6 +471,22 @@ impl Store {
             Some(id) if id != self.id => Err(Error::WrongStore),
             _ => Ok(()),
         }
+    }
+
+    /// The counter shard of slot `index`: shards split the table into equal
+    /// contiguous regions, like the stripes of a range lock.
+    pub(crate) fn counter_shard(&self, index: u64) -> usize {
+        (u128::from(index) * COUNTER_SHARDS as u128 / u128::from(self.layout.slot_count)) as usize
+    }
+
+    /// Committed writes whose first slot lies in shard `k`.
+    pub(crate) fn generation_word(&self, k: usize) -> &crate::sync::AtomicU64 {
+        self.region.word(COUNTERS_OFFSET + k * COUNTER_STRIDE)
+    }
+
+    /// Live keys in the slots of shard `k`.
+    pub(crate) fn live_word(&self, k: usize) -> &crate::sync::AtomicU64 {
+        self.region.word(COUNTERS_OFFSET + k * COUNTER_STRIDE + 8)
     }
 
     pub(crate) fn hash(&self, key: &[u8]) -> KeyHash {

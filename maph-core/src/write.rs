@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 
-use crate::format::{OFF_GENERATION, OFF_HIGHEST_FENCE, OFF_LIVE_COUNT};
+use crate::format::OFF_HIGHEST_FENCE;
 use crate::slot::Seen;
 use crate::{Error, ExclusiveGuard, LockScope, Result, Store, WriteCoordinator};
 
@@ -230,7 +230,6 @@ impl Store {
         let plan = self.plan(ops, guard.coordinator().excludes_writers())?;
 
         // Apply: each touched slot once, with its final state.
-        let mut live_delta: i64 = 0;
         for &(index, was_live, state) in &plan.slots {
             let entry = match state {
                 Planned::Live { op, tag } => {
@@ -240,17 +239,25 @@ impl Store {
                 Planned::Tombstone => None,
             };
             self.slot(index).write(entry);
-            live_delta += i64::from(entry.is_some()) - i64::from(was_live);
+            // Relaxed: the live counts are statistics and order nothing. Only a
+            // change of liveness touches the slot's counter shard.
+            let live = self.live_word(self.counter_shard(index));
+            match (was_live, entry.is_some()) {
+                (false, true) => {
+                    live.fetch_add(1, Ordering::Relaxed);
+                }
+                (true, false) => {
+                    live.fetch_sub(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
         }
-        // Relaxed/Release: counters for statistics; the Release on the generation
-        // lets a reader that sees the new generation also see the slots above.
-        let live = self.region.word(OFF_LIVE_COUNT);
-        if live_delta > 0 {
-            live.fetch_add(live_delta as u64, Ordering::Relaxed);
-        } else if live_delta < 0 {
-            live.fetch_sub(live_delta.unsigned_abs(), Ordering::Relaxed);
+        // Release: a reader that sees the new generation also sees the slots
+        // above. One shard per commit (its first slot's), so writers of
+        // far-apart keys do not share a cache line.
+        if let Some(&(first, _, _)) = plan.slots.first() {
+            self.generation_word(self.counter_shard(first)).fetch_add(1, Ordering::Release);
         }
-        self.region.word(OFF_GENERATION).fetch_add(1, Ordering::Release);
         Ok(())
     }
 
