@@ -353,7 +353,8 @@ fn markdown(results: &Results, svg_name: &str, command: &str) -> String {
     let _ = writeln!(md, "- **read**: `Store::get_into`, lock-free under the slot's seqlock, whatever the strategy; peers: one read transaction.");
     let _ = writeln!(md, "- **read, shared lock**: the same read inside the strategy's shared lock on the key's window, as the reference's `flock(LOCK_SH)` reader does. maph readers never need it; it is here to compare with the reference.");
     let _ = writeln!(md, "- **100 writes, one commit**: one `Store::write` holding 100 `set`s (one lock acquisition); peers: one transaction; partitioning: one commit per shard the batch touches (no write spans shards).");
-    let _ = writeln!(md, "- **100 reads**: 100 lock-free reads; peers: one read transaction.\n");
+    let _ = writeln!(md, "- **100 reads**: 100 lock-free reads; peers: one read transaction.");
+    let _ = writeln!(md, "- **lock + unlock**: the coordinator's exclusive lock on one key's window, taken and given back with nothing written: the lock's own cost (compare it with the physical floor below); peers: a write transaction begun and aborted.\n");
     md.push_str(&strategy_table(results).markdown());
     if let Some(table) = overhead_table(results) {
         let _ = writeln!(
@@ -569,66 +570,52 @@ fn floor_section(md: &mut String, results: &Results) {
         md,
         "`{}` compiled with `cc -O2` and run {} times in the stores' directory: the raw cost of each \
          primitive, in C, with nothing around it (each figure the mean of 1,000,000 iterations; here the \
-         median [min–max] over the runs). Beside each, what our strategies pay for the same thing. For a \
-         lock, that is the **lock's share** of a write: the strategy's write median minus the uncoordinated \
-         write median (the store's own work: hashing, probing, checksum, copying, the seqlock protocol); \
-         a share at or below zero is within the noise of two medians. For the seqlock, it is the whole \
-         uncoordinated read or write.\n",
+         median [min–max] over the runs). Beside each, our figure for the same thing from the strategy \
+         table: a lock primitive against the strategy's \"lock + unlock\" (its coordinator's lock on one \
+         key's window, nothing written), the seqlock against the uncoordinated read and write (which add \
+         hashing, probing, key comparison, checksum and copying).\n",
         limits.source.display(),
         results.plan.limits_runs
     );
-    /// What a floor is compared with: a column of a row, whole or less the baseline's.
-    struct Use {
-        row: &'static str,
-        column: Column,
-        less_baseline: bool,
-    }
-    let lock = |row, column| Use { row, column, less_baseline: true };
-    let whole = |row, column| Use { row, column, less_baseline: false };
-    let pairs: Vec<(&str, Vec<Use>)> = vec![
-        ("flock LOCK_EX", vec![lock("flock", Column::Write)]),
-        ("flock LOCK_SH", vec![lock("flock", Column::LockedRead)]),
-        ("fcntl OFD", vec![lock("fcntl-whole", Column::Write), lock("fcntl-range", Column::Write)]),
-        ("seqlock read, random", vec![whole(BASELINE, Column::Read)]),
-        ("seqlock write", vec![whole(BASELINE, Column::Write)]),
+    let pairs: [(&str, &[(&str, Column)]); 6] = [
+        ("flock LOCK_EX", &[("flock", Column::LockUnlock)]),
+        ("fcntl OFD", &[("fcntl-whole", Column::LockUnlock), ("fcntl-range", Column::LockUnlock)]),
+        ("seqlock read, random", &[(BASELINE, Column::Read)]),
+        ("seqlock write", &[(BASELINE, Column::Write)]),
         (
             "in-file CAS",
-            vec![
-                lock("single-writer", Column::Write),
-                lock("futex", Column::Write),
-                lock("futex-striped", Column::Write),
+            &[
+                ("single-writer", Column::LockUnlock),
+                ("futex", Column::LockUnlock),
+                ("futex-striped", Column::LockUnlock),
+                ("shard", Column::LockUnlock),
             ],
         ),
+        ("flock LOCK_SH", &[]),
     ];
     let mut table = Table::new(vec![
         "primitive".into(),
         "floor, median [min–max]".into(),
         "compared with".into(),
-        "ours (median)".into(),
+        "ours, median [p25–p75]".into(),
         "× floor".into(),
     ]);
-    let base = results.row(BASELINE);
     for (label, s) in &limits.lines {
         let (div, unit) = time_unit(s.median);
         let floor = format!("{} {unit} [{}–{}]", sig3(s.median / div), sig3(s.min / div), sig3(s.max / div));
-        let uses: &[Use] = pairs.iter().find(|(frag, _)| label.contains(frag)).map_or(&[], |(_, u)| u.as_slice());
+        let uses: &[(&str, Column)] = pairs.iter().find(|(frag, _)| label.contains(frag)).map_or(&[], |(_, u)| u);
         let mut any = false;
-        for u in uses {
-            let Some(row) = results.row(u.row) else { continue };
-            let Some(median) = row.median(u.column) else { continue };
-            let (what, ours) = if u.less_baseline {
-                let Some(b) = base.and_then(|b| b.median(u.column.without_lock())) else { continue };
-                (format!("{}, {}: lock's share", row.row.label, u.column.title()), median - b)
-            } else {
-                (format!("{}, {}", row.row.label, u.column.title()), median)
-            };
+        for (id, column) in uses {
+            let Some(row) = results.row(id) else { continue };
+            let Some(ours) = row.cell(*column).and_then(Cell::summary) else { continue };
             any = true;
-            let (ours_text, ratio) = if ours > 0.0 {
-                (fmt_ns(ours), fmt_ratio(ours, s.median))
-            } else {
-                ("≤ 0 (noise)".to_string(), "—".to_string())
-            };
-            table.push(vec![label.clone(), floor.clone(), what, ours_text, ratio]);
+            table.push(vec![
+                label.clone(),
+                floor.clone(),
+                format!("{}, {}", row.row.label, column.title()),
+                fmt_quartiles(ours),
+                fmt_ratio(ours.median, s.median),
+            ]);
         }
         if !any {
             table.push(vec![label.clone(), floor, "—".into(), "—".into(), "—".into()]);

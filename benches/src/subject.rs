@@ -40,6 +40,11 @@ pub trait Subject {
     /// the peers) and returns how many were found: the "100 reads" column.
     fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize>;
 
+    /// Takes the exclusive lock a write of `key` would take, and gives it back,
+    /// writing nothing: the "lock + unlock" column. Peers begin and abort a
+    /// write transaction (which takes their writer lock).
+    fn lock_unlock(&mut self, key: &[u8]) -> anyhow::Result<()>;
+
     /// Adds one to the little-endian `u64` counter under `key` as one atomic
     /// read-modify-write (what the contention runs do), timing how long the
     /// lock took to get.

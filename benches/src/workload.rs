@@ -23,11 +23,15 @@ pub enum Column {
     Write100,
     /// 100 keys read, lock-free (maph) or in one read transaction (peers).
     Read100,
+    /// The coordinator's lock on one key's window taken and given back, with
+    /// nothing written: the lock's own cost, comparable with limits.c's floor.
+    LockUnlock,
 }
 
 impl Column {
     /// Every column, in table order.
-    pub const ALL: [Column; 5] = [Column::Write, Column::Read, Column::LockedRead, Column::Write100, Column::Read100];
+    pub const ALL: [Column; 6] =
+        [Column::Write, Column::Read, Column::LockedRead, Column::Write100, Column::Read100, Column::LockUnlock];
 
     /// The criterion function id.
     pub fn id(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Column {
             Column::LockedRead => "read-shared-lock",
             Column::Write100 => "write-100",
             Column::Read100 => "read-100",
+            Column::LockUnlock => "lock-unlock",
         }
     }
 
@@ -48,6 +53,7 @@ impl Column {
             Column::LockedRead => "read, shared lock",
             Column::Write100 => "100 writes, one commit",
             Column::Read100 => "100 reads",
+            Column::LockUnlock => "lock + unlock",
         }
     }
 
@@ -62,7 +68,7 @@ impl Column {
     /// Operations per measured iteration.
     pub fn ops(self) -> usize {
         match self {
-            Column::Write | Column::Read | Column::LockedRead => 1,
+            Column::Write | Column::Read | Column::LockedRead | Column::LockUnlock => 1,
             Column::Write100 | Column::Read100 => BATCH,
         }
     }
@@ -110,6 +116,7 @@ impl Keyspace {
         let found = match column {
             Column::Write => return subject.set(key, &self.value),
             Column::Write100 => return subject.set_batch(batch, &self.value),
+            Column::LockUnlock => return subject.lock_unlock(key),
             Column::Read => usize::from(subject.get(key, &mut out)?),
             Column::LockedRead => usize::from(subject.get_locked(key, &mut out)?),
             Column::Read100 => subject.get_batch(batch, &mut out)?,
@@ -149,6 +156,10 @@ pub fn bench_column(c: &mut Criterion, row_id: &str, subject: &mut dyn Subject, 
         Column::Write100 => b.iter(|| {
             next = (next + 1) % batches;
             check(subject.set_batch(&keys[next * BATCH..(next + 1) * BATCH], value), row_id, column)
+        }),
+        Column::LockUnlock => b.iter(|| {
+            next = (next + 1) % keys.len();
+            check(subject.lock_unlock(&keys[next]), row_id, column)
         }),
         Column::Read100 => b.iter(|| {
             next = (next + 1) % batches;

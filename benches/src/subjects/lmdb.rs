@@ -81,6 +81,11 @@ impl Subject for LmdbSubject {
         Ok(found)
     }
 
+    fn lock_unlock(&mut self, _key: &[u8]) -> anyhow::Result<()> {
+        self.env.write_txn()?.abort();
+        Ok(())
+    }
+
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
         // Beginning a write transaction takes LMDB's writer mutex.
         let (wtxn, lock_wait) = timed(|| self.env.write_txn());

@@ -67,6 +67,11 @@ impl<C: WriteCoordinator> Subject for MaphSubject<C> {
         Ok(found)
     }
 
+    fn lock_unlock(&mut self, key: &[u8]) -> anyhow::Result<()> {
+        drop(self.coordinator.lock_exclusive(self.store.scope_of(key))?);
+        Ok(())
+    }
+
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
         increment_in(&self.store, &self.coordinator, key)
     }

@@ -76,6 +76,11 @@ impl Subject for RedbSubject {
         Ok(found)
     }
 
+    fn lock_unlock(&mut self, _key: &[u8]) -> anyhow::Result<()> {
+        self.write_txn()?.abort()?;
+        Ok(())
+    }
+
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
         let (wtxn, lock_wait) = timed(|| self.write_txn());
         let wtxn = wtxn?;

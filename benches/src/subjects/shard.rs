@@ -89,6 +89,12 @@ impl Subject for ShardSubject {
         Ok(found)
     }
 
+    fn lock_unlock(&mut self, key: &[u8]) -> anyhow::Result<()> {
+        let (shard, coordinator) = self.owned_shard(key)?;
+        drop(coordinator.lock_exclusive(shard.scope_of(key))?);
+        Ok(())
+    }
+
     fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
         let (shard, coordinator) = self.owned_shard(key)?;
         increment_in(shard, coordinator, key)
