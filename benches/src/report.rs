@@ -339,8 +339,9 @@ fn markdown(results: &Results, svg_name: &str, command: &str) -> String {
         md,
         "Measured by criterion ({} samples per cell, {} ms warm-up, {} ms measurement), every row through \
          the same code (`benches/src/workload.rs`). A cell is the **median [25th–75th percentile]** of \
-         criterion's samples, each sample being the mean time of many back-to-back iterations; the batch \
-         columns are per batch of {}. Keys: {} keys of 13 bytes, 64-byte values, written once before \
+         criterion's samples, each sample being the mean time of many back-to-back iterations (so rare slow \
+         operations, such as a round trip to a descheduled Redis server, count in full; the contention \
+         table's p50 shows a typical single operation); the batch columns are per batch of {}. Keys: {} keys of 13 bytes, 64-byte values, written once before \
          measuring, then walked round-robin. maph stores: {} slots of 512 bytes.\n",
         plan.criterion.sample_size,
         plan.criterion.warm_up.as_millis(),
@@ -593,6 +594,15 @@ fn floor_section(md: &mut String, results: &Results) {
         ),
         ("flock LOCK_SH", &[]),
     ];
+    if let Some(plumbing) = results.row(BASELINE).and_then(|b| b.median(Column::LockUnlock)) {
+        let _ = writeln!(
+            md,
+            "Every maph \"lock + unlock\" also finds the key's window (hashing the key) and goes through the \
+             `WriteCoordinator` guard and its contention counter: the uncoordinated row, whose lock does \
+             nothing, measures that part alone at {} in this run.\n",
+            fmt_ns(plumbing)
+        );
+    }
     let mut table = Table::new(vec![
         "primitive".into(),
         "floor, median [min–max]".into(),
