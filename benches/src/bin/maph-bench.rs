@@ -68,7 +68,8 @@ fn list() {
             Writers::Many => "many writer processes",
             Writers::One(_) => "one writer process",
         };
-        println!("{:<16} {:<32} {:<18} {:<22} {needs}", row.id, row.label, row.provider, writers);
+        let line = format!("{:<16} {:<32} {:<18} {:<22} {needs}", row.id, row.label, row.provider, writers);
+        println!("{}", line.trim_end());
     }
 }
 
@@ -86,6 +87,10 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         let mut value =
             |name: &str| it.next().cloned().ok_or_else(|| anyhow::anyhow!("{name} needs a value\n\n{USAGE}"));
         match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
             "--smoke" => parsed.preset = Preset::Smoke,
             "--thorough" => parsed.preset = Preset::Thorough,
             "--out" => parsed.out = Some(value("--out")?.into()),
