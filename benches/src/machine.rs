@@ -49,6 +49,55 @@ pub fn load_average() -> Option<[f64; 3]> {
     Some([it.next()??, it.next()??, it.next()??])
 }
 
+/// CPU time used so far: by the whole machine (all processes) and by this
+/// process with its waited-for children (the workers, limits, redis-server).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    machine_busy_s: f64,
+    ours_s: f64,
+}
+
+impl CpuSnapshot {
+    /// Reads /proc/stat and this process's resource usage; `None` if unreadable.
+    pub fn take() -> Option<CpuSnapshot> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> =
+            stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+        let busy: u64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+        // SAFETY: sysconf reads a constant; no memory is passed.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks <= 0 {
+            return None;
+        }
+        Some(CpuSnapshot {
+            machine_busy_s: busy as f64 / ticks as f64,
+            ours_s: own_cpu_seconds(libc::RUSAGE_SELF) + own_cpu_seconds(libc::RUSAGE_CHILDREN),
+        })
+    }
+
+    /// The share of the machine's CPU capacity (`cores` × the wall time between
+    /// the snapshots) that other processes used between `self` and `later`.
+    pub fn others_share(&self, later: &CpuSnapshot, wall_s: f64, cores: usize) -> f64 {
+        let machine = later.machine_busy_s - self.machine_busy_s;
+        let ours = later.ours_s - self.ours_s;
+        ((machine - ours) / (wall_s * cores as f64).max(1e-9)).clamp(0.0, 1.0)
+    }
+}
+
+fn own_cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage fills the zeroed, owned struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(who, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
@@ -100,6 +149,14 @@ mod tests {
         assert_eq!(civil_from_days(59), (1970, 3, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
+    #[test]
+    fn cpu_shares_stay_in_range() {
+        let a = CpuSnapshot::take().expect("/proc/stat is readable on Linux");
+        let b = CpuSnapshot::take().unwrap();
+        let share = a.others_share(&b, 0.001, 2);
+        assert!((0.0..=1.0).contains(&share), "{share}");
     }
 
     #[test]

@@ -120,10 +120,17 @@ fn load_text(load: Option<[f64; 3]>) -> String {
     load.map_or_else(|| "unknown".into(), |l| format!("{:.2} / {:.2} / {:.2}", l[0], l[1], l[2]))
 }
 
-/// Whether the machine looked busy: a 1-minute load average above a quarter
-/// of the cores before the run started.
+/// Share of the machine other processes may use before a run is called busy.
+const BUSY_SHARE: f64 = 0.10;
+
+/// Whether other work disturbed the run: other processes used more than
+/// [`BUSY_SHARE`] of the CPU during it (or, where that cannot be measured, the
+/// 1-minute load average was above a quarter of the cores at the start).
 fn was_busy(results: &Results) -> bool {
-    results.load_before.is_some_and(|l| l[0] > results.machine.cores as f64 * 0.25)
+    match results.others_cpu_share {
+        Some(share) => share > BUSY_SHARE,
+        None => results.load_before.is_some_and(|l| l[0] > results.machine.cores as f64 * 0.25),
+    }
 }
 
 // ---------------------------------------------------------------- tables
@@ -306,17 +313,20 @@ fn markdown(results: &Results, svg_name: &str, command: &str) -> String {
         );
     }
     let busy = was_busy(results);
+    let others = results.others_cpu_share.map_or_else(String::new, |s| {
+        format!(" Other processes used {:.0}% of its CPU time during the run.", s * 100.0)
+    });
     let _ = writeln!(
         md,
-        "**Conditions:** load average (1 / 5 / 15 min) {} before the run and {} after, on {} cores.{}\n",
+        "**Conditions:** load average (1 / 5 / 15 min) {} before the run and {} after, on {} cores.{others}{}\n",
         load_text(results.load_before),
         load_text(results.load_after),
         m.cores,
         if busy {
-            " **The machine was busy before this run started (other work was running), so these numbers are \
-             noisier than a quiet machine's; regenerate them on a quiet machine before relying on them.**"
+            " **Other work was running on this machine, so these numbers are noisier than a quiet machine's; \
+             regenerate them on a quiet machine before relying on them.**"
         } else {
-            " The machine was quiet when the run started."
+            " The machine was otherwise quiet."
         }
     );
 

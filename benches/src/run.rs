@@ -92,6 +92,8 @@ pub struct Results {
     pub load_after: Option<[f64; 3]>,
     /// How long it took.
     pub elapsed: Duration,
+    /// The share of the machine's CPU that other processes used during the run.
+    pub others_cpu_share: Option<f64>,
     /// Where the Redis rows got their server.
     pub redis: String,
     /// Every row, in table order.
@@ -131,6 +133,7 @@ pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(
     let machine = Machine::detect(&base);
     let date = machine::utc_now();
     let load_before = machine::load_average();
+    let cpu_before = machine::CpuSnapshot::take();
     if !machine.optimized {
         progress("warning: this binary is not optimised; run it with --release (scripts/bench does)");
     }
@@ -260,13 +263,18 @@ pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(
     };
     let redis_description = redis.describe();
     drop(redis); // stops a private redis-server
+    let elapsed = started.elapsed();
+    let others_cpu_share = cpu_before
+        .zip(machine::CpuSnapshot::take())
+        .map(|(before, after)| before.others_share(&after, elapsed.as_secs_f64(), machine.cores));
     Ok(Results {
         plan: plan.clone(),
         machine,
         date,
         load_before,
         load_after: machine::load_average(),
-        elapsed: started.elapsed(),
+        elapsed,
+        others_cpu_share,
         redis: redis_description,
         rows: results,
         limits,
