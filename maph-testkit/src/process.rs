@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 
 const ENV_TEST: &str = "MAPH_TESTKIT_TEST";
@@ -248,5 +249,23 @@ impl Drop for Child {
                 let _ = p.wait();
             }
         }
+    }
+}
+
+/// Makes the kernel kill the child (SIGKILL) when the thread that spawns it
+/// exits, so an interrupted run (Ctrl-C, a kill, a failed test) leaves no
+/// workers or private servers behind. Spawn from a thread that lives as long as
+/// the child should.
+pub fn die_with_parent(command: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed; prctl is a plain system call and
+    // touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
     }
 }

@@ -19,11 +19,13 @@ const BINARY: &str = "redis-server";
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// A redis-server this process owns, or the one `MAPH_REDIS_URL` names.
+#[derive(Debug)]
 pub struct RedisServer {
     own: Option<Own>,
     url: String,
 }
 
+#[derive(Debug)]
 struct Own {
     process: Option<std::process::Child>,
     port: u16,
@@ -49,22 +51,45 @@ impl RedisServer {
     }
 
     /// A server of our own, with extra command-line arguments (for example
-    /// `["--requirepass", "pw"]`).
+    /// `["--requirepass", "pw"]`). Panics with a clear message if it cannot start.
     pub fn start_own(extra_args: &[&str]) -> RedisServer {
         require_binary();
-        let dir = tempfile::Builder::new().prefix("maph-redis-").tempdir().expect("a directory for redis-server");
+        RedisServer::try_start_own(extra_args).unwrap_or_else(|reason| panic!("{reason}"))
+    }
+
+    /// As [`start_own`](Self::start_own), but says why instead of panicking (for
+    /// the benchmark, whose Redis rows are skipped without a server).
+    pub fn try_start_own(extra_args: &[&str]) -> Result<RedisServer, String> {
+        if !binary_installed() {
+            return Err(format!(
+                "redis-server is not installed and {ENV_URL} is not set (Debian: apt-get install redis-server)"
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("maph-redis-")
+            .tempdir()
+            .map_err(|e| format!("no directory for redis-server: {e}"))?;
         let mut own =
             Own { process: None, port: 0, dir, extra_args: extra_args.iter().map(|s| s.to_string()).collect() };
         // Another process may take the free port between our check and the
         // server's bind; then the server exits and we try another port.
         for _ in 0..5 {
             own.port = free_port();
-            if own.launch() {
+            if own.launch()? {
                 let url = format!("redis://127.0.0.1:{}/", own.port);
-                return RedisServer { own: Some(own), url };
+                return Ok(RedisServer { own: Some(own), url });
             }
         }
-        panic!("redis-server did not start on any of 5 free ports; its log:\n{}", own.log());
+        Err(format!("redis-server did not start on any of 5 free ports; its log:\n{}", own.log()))
+    }
+
+    /// The server's version as `redis-server --version` prints it (`v7.0.15`).
+    pub fn version() -> Option<String> {
+        let out = Command::new(BINARY).arg("--version").output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .map(|v| format!("v{v}"))
     }
 
     /// The server's URL (without any password).
@@ -92,16 +117,19 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let own = self.own.as_mut().expect("only a server of our own can be restarted");
         own.kill();
-        assert!(own.launch(), "redis-server did not restart on port {}; its log:\n{}", own.port, own.log());
+        let restarted = own.launch().unwrap_or_else(|reason| panic!("{reason}"));
+        assert!(restarted, "redis-server did not restart on port {}; its log:\n{}", own.port, own.log());
     }
 }
 
 impl Own {
     /// Starts the server on `self.port`; true once it answers PING, false if it
-    /// exited (port taken).
-    fn launch(&mut self) -> bool {
+    /// exited (port taken), an error if it never answered.
+    fn launch(&mut self) -> Result<bool, String> {
         let log = self.dir.path().join("redis.log");
-        let mut process = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        // Killed with us even if we are killed: no orphaned servers.
+        let mut process = crate::die_with_parent(&mut command)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
@@ -113,7 +141,7 @@ impl Own {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("could not run {BINARY}: {e}"));
+            .map_err(|e| format!("could not run {BINARY}: {e}"))?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
@@ -123,20 +151,20 @@ impl Own {
                     let _ = e.read_to_string(&mut stderr);
                 }
                 eprintln!("redis-server exited at start on port {}: {stderr}{}", self.port, self.log());
-                return false;
+                return Ok(false);
             }
             if answers_ping(self.port) {
                 self.process = Some(process);
-                return true;
+                return Ok(true);
             }
             if started.elapsed() > READY_WITHIN {
                 let _ = process.kill();
                 let _ = process.wait();
-                panic!(
+                return Err(format!(
                     "redis-server on port {} did not answer PING within {READY_WITHIN:?}:\n{}",
                     self.port,
                     self.log()
-                );
+                ));
             }
             // Polling a real condition (the server answering), with growing pauses.
             std::thread::sleep(pause);
