@@ -180,8 +180,10 @@ fn an_uncoordinated_race_reports_what_it_lost() {
     let (expected, actual, lost) =
         (report["expected"].as_u64().unwrap(), report["actual"].as_u64().unwrap(), report["lost"].as_u64().unwrap());
     assert_eq!(expected, 15_000);
-    assert!(actual <= expected && actual > 0, "{report}");
-    assert_eq!(lost, expected - actual);
+    // Not even actual <= expected holds without coordination: two writers in one
+    // slot can mix their digits into a larger number.
+    assert!(actual > 0, "{report}");
+    assert_eq!(lost, expected.saturating_sub(actual));
     // Whether updates are lost in one run depends on scheduling; the report is what matters here.
 }
 

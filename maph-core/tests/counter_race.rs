@@ -22,9 +22,9 @@ fn single_writer_lease_serialises_processes() {
     assert_eq!(report.actual, report.expected, "{report}");
 }
 
-/// Uncoordinated writers lose updates. Whether a given run loses any depends on
-/// scheduling, so the test runs races until it sees a loss (bounded), and only
-/// reports, instead of failing, if none ever occurs.
+/// Uncoordinated writers lose updates (and may even garble a counter's bytes).
+/// Whether a given run does depends on scheduling, so the test runs races until
+/// it sees a loss (bounded), and only reports, instead of failing, if none occurs.
 #[test]
 fn uncoordinated_writers_lose_updates() {
     let dir = maph_testkit::temp_dir();
@@ -36,9 +36,10 @@ fn uncoordinated_writers_lose_updates() {
             Config::new(256).strategy(Strategy::UNCOORDINATED),
             |_| Ok(Uncoordinated::new()),
         );
+        // Not even `actual <= expected` holds without coordination: two writers
+        // in one slot can mix their digits into a larger number.
         println!("round {round}: {report}");
-        assert!(report.actual <= report.expected, "more increments than were made: {report}");
-        total_lost += report.lost();
+        total_lost += report.lost() + report.garbled;
         if total_lost > 0 {
             break;
         }

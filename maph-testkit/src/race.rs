@@ -53,8 +53,16 @@ pub struct RaceReport {
     pub acquisitions: u64,
     /// Contended acquisitions summed over the children.
     pub contended: u64,
+    /// Counter values that were not numbers when read: bytes of two writers
+    /// mixed in one slot. Only an uncoordinated race can produce them.
+    pub garbled: u64,
     /// Wall time from start signal to the last child's exit.
     pub elapsed: Duration,
+}
+
+/// A counter's value, if its bytes are a number.
+fn parse_counter(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 impl RaceReport {
@@ -68,12 +76,13 @@ impl std::fmt::Display for RaceReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} processes x {} increments: expected {}, actual {}, lost {} ({} acquisitions, {} contended, {:?})",
+            "{} processes x {} increments: expected {}, actual {}, lost {}, garbled {} ({} acquisitions, {} contended, {:?})",
             self.procs,
             self.increments,
             self.expected,
             self.actual,
             self.lost(),
+            self.garbled,
             self.acquisitions,
             self.contended,
             self.elapsed
@@ -132,11 +141,21 @@ impl CounterRace {
             let store = Store::open(&path, Mode::ReadWrite).expect("child opens the store");
             let coordinator = make(&store).expect("child makes its coordinator");
             ctx.wait_for_start();
+            let mut garbled = 0u64;
             for i in 0..self.increments {
                 let key = Self::counter_key(i as usize % self.counters);
                 store
                     .update(&coordinator, &key, |old| {
-                        let n: u64 = old.map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                        let n = match old.map(parse_counter) {
+                            None => 0,
+                            Some(Some(n)) => n,
+                            // Two uncoordinated writers in one slot can mix their
+                            // bytes: count it (the race is the point) and restart.
+                            Some(None) => {
+                                garbled += 1;
+                                0
+                            }
+                        };
                         Some((n + 1).to_string())
                     })
                     .expect("child increments");
@@ -144,6 +163,7 @@ impl CounterRace {
             let stats = coordinator.contention();
             ctx.report("acquisitions", stats.acquisitions);
             ctx.report("contended", stats.contended);
+            ctx.report("garbled", garbled);
             ctx.exit();
         }
 
@@ -156,12 +176,17 @@ impl CounterRace {
         let elapsed = started.elapsed();
 
         let store = Store::open(path, Mode::ReadOnly).expect("open the race store");
+        let mut garbled_at_end = 0;
         let per_counter: Vec<u64> = (0..self.counters)
             .map(|i| {
                 store
                     .get(&Self::counter_key(i))
                     .expect("read a counter")
-                    .map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
+                    .map_or(Some(0), |v| parse_counter(&v))
+                    .unwrap_or_else(|| {
+                        garbled_at_end += 1;
+                        0
+                    })
             })
             .collect();
         RaceReport {
@@ -172,6 +197,7 @@ impl CounterRace {
             per_counter,
             acquisitions: finished.iter().map(|f| f.report::<u64>("acquisitions")).sum(),
             contended: finished.iter().map(|f| f.report::<u64>("contended")).sum(),
+            garbled: garbled_at_end + finished.iter().map(|f| f.report::<u64>("garbled")).sum::<u64>(),
             elapsed,
         }
     }
