@@ -78,7 +78,6 @@ pub fn race(
     if let Some(message) = failure {
         return Err(CliError::new(format!("a racing process failed: {message}")));
     }
-    let store = Store::open(path, Mode::ReadOnly)?;
     let after = match counter(&store, key) {
         // The last uncoordinated writers mixed their digits: nothing survived.
         Err(_) if store.strategy() == maph_core::Strategy::UNCOORDINATED => before,
