@@ -3,15 +3,13 @@
 //! crate with its own constructor.
 //!
 //! ```no_run
-//! use maph_core::{Config, Strategy};
+//! use maph_core::{Config, Result, Store, WriteCoordinator};
 //! use maph_testkit::Contract;
-//! # struct MyLock; impl MyLock { const STRATEGY: Strategy = Strategy::new("mine");
-//! #   fn new(_: &maph_core::Store) -> maph_core::Result<maph_core::SingleWriter> { unimplemented!() } }
 //!
-//! #[test]
-//! fn a_holder_killed_by_sigkill_blocks_no_one() {
-//!     Contract::new("a_holder_killed_by_sigkill_blocks_no_one", Config::new(1024).strategy(MyLock::STRATEGY), MyLock::new)
-//!         .holder_killed_by_sigkill_blocks_no_one();
+//! // In a coordinator crate's tests/, with its own constructor and strategy:
+//! // #[test]
+//! fn a_holder_killed_by_sigkill_blocks_no_one<C: WriteCoordinator>(make: fn(&Store) -> Result<C>, config: Config) {
+//!     Contract::new("a_holder_killed_by_sigkill_blocks_no_one", config, make).holder_killed_by_sigkill_blocks_no_one();
 //! }
 //! ```
 //!
