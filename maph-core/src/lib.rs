@@ -36,6 +36,7 @@
 
 mod coordinator;
 mod error;
+mod files;
 pub mod format;
 mod hash;
 mod iter;
@@ -53,6 +54,7 @@ pub use coordinator::{
     SharedGuard, SingleWriter, SlowWaitHook, Ticket, Uncoordinated, Wait, WriteCoordinator,
 };
 pub use error::{Error, Result};
+pub use files::create_new_atomically;
 pub use format::Layout;
 pub use iter::{Iter, StoreStats};
 pub use lock_file::{lock_path, open_lock_file, read_pid, write_pid};

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 #[cfg(not(loom))]
 use std::sync::atomic::AtomicU32;
@@ -181,34 +181,11 @@ impl Store {
         let layout = config.layout();
         layout.validate().map_err(Error::InvalidConfig)?;
         let len = layout.file_len().expect("validated");
-        let tmp = temp_sibling(path);
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&tmp)
-                .map_err(|e| Error::io(format!("could not create {}", tmp.display()), e))?;
+        crate::files::create_new_atomically(path, |file| {
             // A sparse file: slots read as zero (empty) until written.
-            file.set_len(len)
-                .map_err(|e| Error::io(format!("could not size {} to {len} bytes (disk full?)", tmp.display()), e))?;
+            file.set_len(len)?;
             file.write_all(&layout.encode_header())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::io(format!("could not write the header of {}", tmp.display()), e))?;
-            // link(2) fails if `path` exists, unlike rename(2): never clobber a store.
-            std::fs::hard_link(&tmp, path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::io(
-                        format!("{} already exists; open it, or remove it first to start over", path.display()),
-                        e,
-                    )
-                } else {
-                    Error::io(format!("could not create {}", path.display()), e)
-                }
-            })
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        result
+        })
     }
 
     /// Opens an existing store. Rejects, with an error saying why, any file that
@@ -515,10 +492,4 @@ impl Store {
             },
         }
     }
-}
-
-fn temp_sibling(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".creating.{}", std::process::id()));
-    PathBuf::from(name)
 }

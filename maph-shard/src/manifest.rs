@@ -32,9 +32,7 @@
 //! temporary name linked into place: a directory either has a complete layout
 //! or no manifest at all.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use maph_core::{Layout, Strategy};
@@ -237,29 +235,13 @@ impl Manifest {
     /// place; fails with [`Error::AlreadyExists`] if a manifest is already there.
     pub(crate) fn write_new(&self, dir: &Path) -> Result<()> {
         let path = manifest_path(dir);
-        let tmp = dir.join(format!(".{MANIFEST_FILE}.writing.{}", std::process::id()));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&tmp)
-                .map_err(|e| Error::io(format!("could not create {}", tmp.display()), e))?;
-            file.write_all(self.encode().as_bytes())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::io(format!("could not write {}", tmp.display()), e))?;
-            // link(2), unlike rename(2), never replaces an existing manifest.
-            std::fs::hard_link(&tmp, &path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { path: path.clone() },
-                _ => Error::io(format!("could not create {}", path.display()), e),
-            })?;
-            // Make the new directory entry durable too.
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(format!("could not sync directory {}", dir.display()), e))
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        result
+        let text = self.encode();
+        maph_core::create_new_atomically(&path, |file| file.write_all(text.as_bytes())).map_err(|e| match e {
+            maph_core::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Error::AlreadyExists { path: path.clone() }
+            }
+            other => other.into(),
+        })
     }
 
     /// Refuses, naming the first field that differs, a manifest other than the

@@ -1,0 +1,57 @@
+//! Creating files that other processes may open at any moment.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Creates `path` with the contents `fill` writes, so that no process ever sees
+/// it half-written and an existing file is never replaced: the contents go to a
+/// temporary sibling, are synced, and the sibling is linked into place
+/// (`link(2)` fails if `path` exists, unlike `rename(2)`); the directory entry is
+/// synced too. If `path` exists the error is an [`Error::Io`] whose source has
+/// the kind [`std::io::ErrorKind::AlreadyExists`]. Nothing is left behind on failure.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("settings.txt");
+/// maph_core::create_new_atomically(&path, |file| std::io::Write::write_all(file, b"v=1"))?;
+/// assert!(maph_core::create_new_atomically(&path, |_| Ok(())).is_err());
+/// # Ok::<(), maph_core::Error>(())
+/// ```
+pub fn create_new_atomically(path: &Path, fill: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("could not create {}", tmp.display()), e))?;
+        fill(&mut file)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(format!("could not write {} (disk full?)", tmp.display()), e))?;
+        std::fs::hard_link(&tmp, path).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                format!("{} already exists; open it, or remove it first to start over", path.display())
+            } else {
+                format!("could not create {}", path.display())
+            };
+            Error::io(what, e)
+        })?;
+        // Make the new directory entry durable too.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("could not sync directory {}", dir.display()), e))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".creating.{}", std::process::id()));
+    PathBuf::from(name)
+}
