@@ -80,8 +80,13 @@ impl StripeWords<'_> {
             }
         }
         let mut last_check = Instant::now();
+        // The holder (pid and epoch) we first saw, and when: it lived then.
+        let mut held: Option<(u32, Option<u64>)> = None;
         loop {
             let seen = self.lock.load(Ordering::Relaxed);
+            if held.is_none_or(|(value, _)| value != seen & !WAITERS) {
+                held = Some((seen & !WAITERS, crate::identity::boot_ticks_now()));
+            }
             if seen & PID_MASK == 0 {
                 // We may have been woken while others still sleep: take the word
                 // *with* the waiters bit, so that our release wakes the next one
@@ -104,7 +109,7 @@ impl StripeWords<'_> {
             let since_check = now - last_check;
             if since_check >= me.detection_period {
                 last_check = now;
-                if self.holder_died(seen) {
+                if self.holder_died(seen, held.and_then(|(_, since)| since)) {
                     // The new value differs from `seen` in epoch (and usually
                     // pid), so of all the waiters that judged `seen` dead exactly
                     // one CAS succeeds. Acquire: what the dead holder wrote
@@ -200,8 +205,8 @@ impl StripeWords<'_> {
     }
 
     /// Whether the holder named by `seen` is dead (see [`holder_is_dead`]).
-    fn holder_died(&self, seen: u32) -> bool {
-        holder_is_dead(seen & PID_MASK, self.recorded_start(seen))
+    fn holder_died(&self, seen: u32, held_since: Option<u64>) -> bool {
+        holder_is_dead(seen & PID_MASK, self.recorded_start(seen), held_since)
     }
 }
 
