@@ -88,11 +88,14 @@
 //! if `/proc/<pid>` is gone (confirmed by `kill(pid, 0)` = `ESRCH`), if it is a
 //! zombie (killed, not yet reaped: `kill` would still call it alive), or if the
 //! record is valid *for this exact lock value* and the process now bearing the
-//! pid started at another time — the pid was reused. A record that is odd or
-//! names another lock value proves nothing, and the waiter keeps waiting (a
-//! holder dying in the few instructions between its CAS and its record, whose
-//! pid is then reused by a live process, is waited for until that process
-//! exits: the one case where safety wins over progress).
+//! pid started at another time — the pid was reused. Without such a record (a
+//! holder that died in the few instructions between its CAS and its record),
+//! the waiter uses what it knows itself: the holder existed when the waiter
+//! first saw the word held, so a process bearing the pid that started clearly
+//! after that moment is another one. (Found on a machine with `pid_max` 32768,
+//! where a test suite reuses pids within seconds.) Only a pid reused before the
+//! waiter first looked can still make it wait, until that process exits: the
+//! one case where safety wins over progress.
 //!
 //! The takeover is a CAS from the exact value judged dead to
 //! `pid | waiters | epoch + 1`: of several waiters judging the same value dead,
