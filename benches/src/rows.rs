@@ -119,11 +119,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::One("one process holds the writer lease; others are refused (WriterBusy)"),
             needs_redis: false,
             create: |env| create_maph(env, Strategy::SINGLE_WRITER),
-            open: |env, _| {
-                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
-                let writer = SingleWriter::new(&store)?;
-                Ok(Box::new(MaphSubject::new(store, writer)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(SingleWriter::new(store)?)),
         },
         Row {
             id: BASELINE,
@@ -134,10 +130,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: false,
             create: |env| create_maph(env, Strategy::UNCOORDINATED),
-            open: |env, _| {
-                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
-                Ok(Box::new(MaphSubject::new(store, Uncoordinated::new())))
-            },
+            open: |env, _| open_maph(env, |_| Ok(Uncoordinated::new())),
         },
         // ---- Coordinator crates. A new one plugs in here: a Row whose `open`
         // wraps its coordinator in a MaphSubject (and a Cargo.toml dependency).
@@ -150,11 +143,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: false,
             create: |env| create_maph(env, FlockCoordinator::STRATEGY),
-            open: |env, _| {
-                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
-                let lock = FlockCoordinator::new(&store)?;
-                Ok(Box::new(MaphSubject::new(store, lock)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(FlockCoordinator::new(store)?)),
         },
         Row {
             id: "fcntl-whole",
@@ -165,11 +154,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: false,
             create: |env| create_maph(env, FcntlCoordinator::STRATEGY),
-            open: |env, _| {
-                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
-                let lock = FcntlCoordinator::new(&store)?;
-                Ok(Box::new(MaphSubject::new(store, lock)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(FcntlCoordinator::new(store)?)),
         },
         Row {
             id: "fcntl-range",
@@ -180,11 +165,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: false,
             create: |env| create_maph(env, FcntlCoordinator::STRATEGY),
-            open: |env, _| {
-                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
-                let lock = FcntlCoordinator::byte_range(&store)?;
-                Ok(Box::new(MaphSubject::new(store, lock)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(FcntlCoordinator::byte_range(store)?)),
         },
         Row {
             id: "redis-op",
@@ -195,11 +176,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: true,
             create: |env| create_maph(env, RedisCoordinator::STRATEGY),
-            open: |env, _| {
-                let store = Store::open(env.store_path(), Mode::ReadWrite)?;
-                let token = RedisCoordinator::new(&store, redis_config(env)?)?;
-                Ok(Box::new(MaphSubject::new(store, token)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(RedisCoordinator::new(store, redis_config(env)?)?)),
         },
         Row {
             id: "redis-lease",
@@ -243,11 +220,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: false,
             create: |env| create_maph(env, FutexCoordinator::STRATEGY),
-            open: |env, _| {
-                let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
-                let lock = FutexCoordinator::global(store.clone())?;
-                Ok(Box::new(MaphSubject::new(store, lock)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(FutexCoordinator::global(store.clone())?)),
         },
         Row {
             id: "futex-striped",
@@ -258,11 +231,7 @@ pub fn all() -> Vec<Row> {
             writers: Writers::Many,
             needs_redis: false,
             create: |env| create_maph(env, FutexCoordinator::STRATEGY),
-            open: |env, _| {
-                let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
-                let lock = FutexCoordinator::striped(store.clone(), FUTEX_STRIPES)?;
-                Ok(Box::new(MaphSubject::new(store, lock)))
-            },
+            open: |env, _| open_maph(env, |store| Ok(FutexCoordinator::striped(store.clone(), FUTEX_STRIPES)?)),
         },
         // ---- Peers.
         Row {
@@ -298,6 +267,17 @@ pub fn find(id: &str) -> Option<Row> {
 /// Creates an empty maph store for `strategy` at the row's store path.
 pub fn create_maph(env: &RowEnv, strategy: Strategy) -> anyhow::Result<()> {
     create_maph_at(&env.store_path(), strategy)
+}
+
+/// Opens the row's store read-write and measures it through the coordinator
+/// `make` builds for it: every maph row opens the same way.
+fn open_maph<C: maph_core::WriteCoordinator + 'static>(
+    env: &RowEnv,
+    make: impl FnOnce(&Arc<Store>) -> anyhow::Result<C>,
+) -> anyhow::Result<Box<dyn Subject>> {
+    let store = Arc::new(Store::open(env.store_path(), Mode::ReadWrite)?);
+    let coordinator = make(&store)?;
+    Ok(Box::new(MaphSubject::new(store, coordinator)))
 }
 
 /// Creates an empty maph store for `strategy` at `path`, with the benchmark's geometry.
