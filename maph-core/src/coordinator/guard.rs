@@ -72,6 +72,7 @@ macro_rules! guard_common {
         }
 
         impl<C: WriteCoordinator + ?Sized> Drop for $guard<'_, C> {
+            #[inline]
             fn drop(&mut self) {
                 // SAFETY: the ticket came from `acquire` on this coordinator (the
                 // only constructor is `new`, called by the acquiring methods) and

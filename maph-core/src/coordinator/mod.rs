@@ -135,6 +135,18 @@ pub trait WriteCoordinator: Send + Sync {
     /// The contention counters of this coordinator.
     fn counters(&self) -> &ContentionCounters;
 
+    /// Counts an acquisition that got `ticket` without waiting; the guard
+    /// methods call it once per such acquisition, before the guard exists.
+    /// Default: [`ContentionCounters::record_immediate`], one relaxed atomic
+    /// add. A coordinator that holds an exclusive lock for the ticket may count
+    /// in that lock's cell instead ([`ContentionCounters::record_immediate_under`]),
+    /// which needs no read-modify-write.
+    #[inline]
+    fn count_immediate(&self, ticket: &Ticket) {
+        let _ = ticket;
+        self.counters().record_immediate();
+    }
+
     /// False only for coordinators that do not actually exclude writers
     /// ([`Uncoordinated`]). The store then never assumes an odd slot inside a
     /// locked scope was abandoned.
@@ -155,6 +167,8 @@ pub trait WriteCoordinator: Send + Sync {
     }
 
     /// Acquires exclusive access to `scope`, waiting as long as it takes.
+    // Always inlined, like `timed_acquire`: it is the path every write takes.
+    #[inline(always)]
     fn lock_exclusive(&self, scope: LockScope) -> Result<ExclusiveGuard<'_, Self>>
     where
         Self: Sized,
@@ -165,6 +179,7 @@ pub trait WriteCoordinator: Send + Sync {
     }
 
     /// Acquires exclusive access to `scope` if it is free now.
+    #[inline]
     fn try_lock_exclusive(&self, scope: LockScope) -> Result<Option<ExclusiveGuard<'_, Self>>>
     where
         Self: Sized,
@@ -193,6 +208,7 @@ pub trait WriteCoordinator: Send + Sync {
     }
 
     /// Acquires shared access to `scope`, waiting as long as it takes.
+    #[inline]
     fn lock_shared(&self, scope: LockScope) -> Result<SharedGuard<'_, Self>>
     where
         Self: Sized,
@@ -202,6 +218,7 @@ pub trait WriteCoordinator: Send + Sync {
     }
 
     /// Acquires shared access to `scope` if no exclusive holder is in it now.
+    #[inline]
     fn try_lock_shared(&self, scope: LockScope) -> Result<Option<SharedGuard<'_, Self>>>
     where
         Self: Sized,
@@ -232,16 +249,39 @@ pub trait WriteCoordinator: Send + Sync {
 
 /// Tries once without waiting (no clock read: the uncontended path stays cheap),
 /// then waits as allowed, recording the wait in the coordinator's counters.
+///
+/// Always inlined, with the waiting half out of line. A ticket returned out
+/// of line travels through memory in nested enums (`Result<Option<Ticket>>`,
+/// then the guard), and the caller's wide reloads of fields just stored
+/// narrowly stall on store forwarding: inlining this, the guard methods and
+/// the guard's drop took the futex lock's uncontended lock + unlock from 28 ns
+/// to 11 ns on the benchmark machine.
+#[inline(always)]
 fn timed_acquire<C: WriteCoordinator + ?Sized>(
     coordinator: &C,
     access: Access,
     scope: LockScope,
     wait: Wait,
 ) -> Result<Option<Ticket>> {
-    if let Some(ticket) = coordinator.acquire(access, scope, Wait::Never)? {
-        coordinator.counters().record_immediate();
-        return Ok(Some(ticket));
+    match coordinator.acquire(access, scope, Wait::Never) {
+        Ok(Some(ticket)) => {
+            coordinator.count_immediate(&ticket);
+            Ok(Some(ticket))
+        }
+        Ok(None) => wait_to_acquire(coordinator, access, scope, wait),
+        Err(e) => Err(e),
     }
+}
+
+/// The lock was not free at once: wait as `wait` allows, and record the wait.
+#[cold]
+#[inline(never)]
+fn wait_to_acquire<C: WriteCoordinator + ?Sized>(
+    coordinator: &C,
+    access: Access,
+    scope: LockScope,
+    wait: Wait,
+) -> Result<Option<Ticket>> {
     if wait == Wait::Never {
         coordinator.counters().record_timeout(Duration::ZERO);
         return Ok(None);
@@ -287,6 +327,9 @@ macro_rules! forward_coordinator {
             }
             fn counters(&self) -> &ContentionCounters {
                 (**self).counters()
+            }
+            fn count_immediate(&self, ticket: &Ticket) {
+                (**self).count_immediate(ticket)
             }
             fn excludes_writers(&self) -> bool {
                 (**self).excludes_writers()
