@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 #[cfg(not(loom))]
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::sync::Ordering;
 use std::time::Duration;
@@ -427,6 +427,23 @@ impl Store {
             return Err(Error::ReadOnly);
         }
         Ok((index < COORDINATOR_REGION_LEN / 4).then(|| self.region.word32(COORDINATOR_REGION_OFFSET + index * 4)))
+    }
+
+    /// A 64-bit word of the coordinator region of the header: bytes
+    /// `8·index .. 8·index + 8` of the region, the same bytes as 32-bit words
+    /// `2·index` and `2·index + 1` of [`coordinator_word`](Self::coordinator_word).
+    /// `None` past the region's end. Only available on read-write handles.
+    ///
+    /// Every process must access a given word at one width only: Rust's memory
+    /// model does not define atomic accesses of different sizes to the same
+    /// bytes racing with each other. A coordinator's layout fixes the width of
+    /// each of its words.
+    #[cfg(not(loom))]
+    pub fn coordinator_word64(&self, index: usize) -> Result<Option<&AtomicU64>> {
+        if self.mode != Mode::ReadWrite {
+            return Err(Error::ReadOnly);
+        }
+        Ok((index < COORDINATOR_REGION_LEN / 8).then(|| self.region.word(COORDINATOR_REGION_OFFSET + index * 8)))
     }
 
     /// Refuses a writer that may not write this store: read-only handle, or

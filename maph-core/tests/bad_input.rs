@@ -167,6 +167,7 @@ fn read_only_handles_and_wrong_strategies_are_refused() {
     let reader = Store::open(&path, Mode::ReadOnly).unwrap();
     assert!(matches!(SingleWriter::new(&reader), Err(Error::ReadOnly)));
     assert!(matches!(reader.coordinator_word(0), Err(Error::ReadOnly)));
+    assert!(matches!(reader.coordinator_word64(0), Err(Error::ReadOnly)));
 
     let store = Store::open(&path, Mode::ReadWrite).unwrap();
     // The reference design's pitfall 3: a writer that does not lock is refused.
