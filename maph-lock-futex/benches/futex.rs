@@ -26,7 +26,7 @@ fn uncontended(c: &mut Criterion) {
         let lock = FutexCoordinator::striped(store.clone(), 16).unwrap();
         let scope = store.scope_of(b"some key");
         group.bench_function("futex lock_exclusive + drop (key window, 16 stripes)", |b| {
-            b.iter(|| drop(black_box(lock.lock_exclusive(black_box(scope)).unwrap())))
+            b.iter(|| drop(lock.lock_exclusive(*black_box(&scope)).unwrap()))
         });
     }
 
@@ -35,7 +35,7 @@ fn uncontended(c: &mut Criterion) {
         Store::create(&global_path, Config::new(4096).strategy(FutexCoordinator::STRATEGY)).unwrap();
         let lock = FutexCoordinator::global(Store::open(&global_path, Mode::ReadWrite).unwrap()).unwrap();
         group.bench_function("futex lock_exclusive + drop (whole store, global)", |b| {
-            b.iter(|| drop(black_box(lock.lock_exclusive(black_box(LockScope::Whole)).unwrap())))
+            b.iter(|| drop(lock.lock_exclusive(black_box(LockScope::Whole)).unwrap()))
         });
     }
 

@@ -119,7 +119,7 @@ impl std::fmt::Debug for FutexCoordinator {
 
 impl FutexCoordinator {
     /// The strategy tag of stores coordinated by this lock.
-    pub const STRATEGY: Strategy = Strategy::new("futex");
+    pub const STRATEGY: Strategy = crate::STRATEGY;
 
     /// One lock word for the whole store. Fails if the store's lock region was
     /// set up with another stripe count.
@@ -163,7 +163,8 @@ impl FutexCoordinator {
             slot_count: store.slot_count(),
             // At most 47 stripes: the mask fits a u64 with room to spare.
             all_stripes: (1u64 << stripes) - 1,
-            counters: ContentionCounters::new(),
+            // One counting cell per stripe: see `count_immediate`.
+            counters: ContentionCounters::with_held_cells(stripes as usize),
             repair_counters: ContentionCounters::new(),
             recovery: RecoveryCounters::default(),
             region,
@@ -178,7 +179,7 @@ impl FutexCoordinator {
 
     /// The stripe that covers slot `index` (slot `i` is in stripe
     /// `⌊i / ⌈slots / K⌉⌋`).
-    #[inline]
+    #[inline(always)]
     pub fn stripe_of_slot(&self, index: u64) -> u32 {
         let stripe = match self.stripe_reciprocal {
             // Exact for index × width < 2⁶⁴, which holds below 2³² slots:
@@ -192,7 +193,7 @@ impl FutexCoordinator {
     /// The stripes a write of `scope` takes, as a bit mask (bit `s` = stripe
     /// `s`). A window that is not this store's (another slot count, a first
     /// slot past the end) conservatively takes every stripe.
-    #[inline]
+    #[inline(always)]
     pub fn stripes_of(&self, scope: LockScope) -> u64 {
         match scope {
             LockScope::Whole => self.all_stripes,
@@ -215,7 +216,7 @@ impl FutexCoordinator {
     }
 
     /// The mask of the stripes covering slots `a..=b` (`a ≤ b`).
-    #[inline]
+    #[inline(always)]
     fn span(&self, a: u64, b: u64) -> u64 {
         let (low, high) = (self.stripe_of_slot(a), self.stripe_of_slot(b));
         // high ≤ 46, so neither shift overflows.
@@ -361,7 +362,10 @@ impl WriteCoordinator for FutexCoordinator {
 
     /// Takes the stripes of `scope` in ascending order; see `acquire_slow` for
     /// what happens after a takeover.
-    #[inline]
+    // Always inlined (with everything slow kept out of line in `acquire_slow`):
+    // returned out of line, the ticket goes through memory and the caller's
+    // reloads of it stall on store forwarding; see maph-core's `timed_acquire`.
+    #[inline(always)]
     fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
         let mask = self.stripes_of(scope);
         // The common case, kept small enough to inline into the caller: one
@@ -393,6 +397,15 @@ impl WriteCoordinator for FutexCoordinator {
     #[inline]
     fn counters(&self) -> &ContentionCounters {
         &self.counters
+    }
+
+    /// Counts in the cell of the ticket's lowest stripe, which we hold: every
+    /// thread of this process that counts there holds that stripe's word, so
+    /// a plain load and store is exact (see `record_immediate_under`), and it
+    /// saves the guard path a locked add.
+    #[inline]
+    fn count_immediate(&self, ticket: &Ticket) {
+        self.counters.record_immediate_under(ticket.private.trailing_zeros() as usize);
     }
 
     fn bound_store(&self) -> Option<StoreId> {

@@ -85,44 +85,21 @@ impl ProcessIdentity {
     /// Whether this process is still running: its pid exists, is not a zombie,
     /// and started at the recorded time.
     pub fn is_alive(&self) -> bool {
-        !holder_is_dead(self.pid, Some(self.start_tag()), None)
+        !holder_is_dead(self.pid, self.start_tag())
     }
 }
 
-/// Whether a lock recorded as held by `pid` is held by a process that can no
-/// longer release it: no process has the pid, the one that has it is a zombie,
-/// or (when the holder's start tag is known) the process that has it now
-/// started at another time than the holder, so the pid was reused.
-///
-/// With `recorded_start == None` (the holder died before recording it) the
-/// waiter judges by `held_since`: the boot-clock tick at which it first saw the
-/// word held by this pid. The holder existed then, so a process with the pid
-/// that started clearly later (two ticks) is another one: the pid was reused.
-/// (This matters on machines with a small `pid_max`, where pids come round
-/// within seconds.) Otherwise a live process with the pid is waited for, which
-/// is safe.
-pub fn holder_is_dead(pid: u32, recorded_start: Option<u32>, held_since: Option<u64>) -> bool {
+/// Whether a lock word naming `pid`, with holder start tag `recorded_start`,
+/// is held by a process that can no longer release it: no process has the pid,
+/// the one that has it is a zombie, or the one that has it started at another
+/// time than the holder, so the pid was reused. A process `/proc` cannot tell
+/// about counts as alive: stealing a live holder's lock is worse than waiting.
+pub fn holder_is_dead(pid: u32, recorded_start: u32) -> bool {
     match process_state(pid) {
         ProcessState::Gone | ProcessState::Zombie => true,
-        ProcessState::Running { start_ticks } => match recorded_start {
-            Some(tag) => tag != start_ticks as u32,
-            None => held_since.is_some_and(|seen_at| start_ticks > seen_at + 2),
-        },
+        ProcessState::Running { start_ticks } => recorded_start != start_ticks as u32,
         ProcessState::Unknown => false,
     }
-}
-
-/// Now, in the clock of `/proc/<pid>/stat`'s start time: clock ticks since boot
-/// (`CLOCK_BOOTTIME` in `sysconf(_SC_CLK_TCK)` units).
-pub fn boot_ticks_now() -> Option<u64> {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec, which `now` is.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
-        return None;
-    }
-    // SAFETY: sysconf reads a constant of the system.
-    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|&hz| hz > 0)?;
-    Some(now.tv_sec as u64 * hz + now.tv_nsec as u64 * hz / 1_000_000_000)
 }
 
 /// What `/proc/<pid>/stat` (or, failing that, `kill(pid, 0)`) says about `pid`.
@@ -170,7 +147,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 pub(crate) fn coordination(detail: impl Into<String>) -> Error {
-    Error::Coordination { strategy: crate::FutexCoordinator::STRATEGY, detail: detail.into() }
+    Error::Coordination { strategy: crate::STRATEGY, detail: detail.into() }
 }
 
 #[cfg(test)]
@@ -196,15 +173,8 @@ mod tests {
         // like from the lock's point of view: the recorded holder is dead.
         let recycled = ProcessIdentity::new(me.pid(), me.start_ticks() + 1);
         assert!(!recycled.is_alive());
-        assert!(holder_is_dead(me.pid(), Some(me.start_tag().wrapping_add(1)), None));
-        // Without a recorded start time only existence counts.
-        assert!(!holder_is_dead(me.pid(), None, None));
-        // Seen held before this process started: not the holder, the pid was reused.
-        let started = me.start_ticks();
-        assert!(holder_is_dead(me.pid(), None, Some(started.saturating_sub(10))));
-        // Seen held after it started: it may well be the holder.
-        assert!(!holder_is_dead(me.pid(), None, Some(started + 10)));
-        assert!(crate::identity::boot_ticks_now().unwrap() >= started);
+        assert!(holder_is_dead(me.pid(), me.start_tag().wrapping_add(1)));
+        assert!(!holder_is_dead(me.pid(), me.start_tag()));
     }
 
     #[test]

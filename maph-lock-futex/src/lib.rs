@@ -33,37 +33,44 @@
 //! In the store header's coordinator region (bytes 1024..4096), laid out as
 //! the [`region`] module documents: a header line (magic `FUTX`, version,
 //! stripe count, pid namespace, repair-pending flag, takeover counter), then one
-//! 64-byte cache line per stripe holding its lock word and a small record of
-//! who holds it. The first coordinator to attach to a fresh store fixes the
+//! 64-byte cache line per stripe holding its 64-bit lock word. The first coordinator to attach to a fresh store fixes the
 //! stripe count; every later one must ask for the same count (or
 //! [`attach`](FutexCoordinator::attach) to adopt it).
 //!
 //! ## The lock word
+//!
+//! One 64-bit atomic word per stripe:
 //!
 //! | bits | meaning |
 //! |---|---|
 //! | 0..22 | pid of the holding process; `0` = free ([`PID_MASK`]) |
 //! | 22 | waiters: someone may sleep on the word, the releaser must wake one ([`WAITERS`]) |
 //! | 23..32 | epoch: advanced by every takeover, kept by release ([`EPOCH_MASK`]) |
+//! | 32..64 | the holder's start time: low 32 bits of `/proc/<pid>/stat` field 22; `0` when free |
 //!
-//! The protocol is Drepper's three-state futex mutex ("Futexes Are Tricky",
-//! mutex 3) with a pid in place of the "locked" constant:
+//! The low half is the futex word. The protocol is Drepper's three-state futex
+//! mutex ("Futexes Are Tricky", mutex 3) with a pid in place of the "locked"
+//! constant:
 //!
-//! - **Acquire**: if the pid bits are zero, CAS `free → free | pid` (Acquire on
-//!   success, so the previous holder's writes are visible). Uncontended, that is
-//!   the whole cost, plus four plain stores to the line the CAS brought in (the
-//!   holder record, below).
+//! - **Acquire**: if the pid bits are zero, CAS `free → (start, free | pid)`
+//!   (Acquire on success, so the previous holder's writes are visible).
+//!   Uncontended, that is the whole cost.
 //! - **Wait**: spin ~100 pauses; then set the waiters bit (CAS, Relaxed: it
-//!   publishes nothing) and `FUTEX_WAIT` on the word expecting exactly the value
-//!   with that bit, for at most the time left to the deadline and at most
+//!   publishes nothing) and `FUTEX_WAIT` on the low half expecting exactly the
+//!   value with that bit, for at most the time left to the deadline and at most
 //!   [`DETECTION_PERIOD`]. The kernel compares and queues atomically, so a
 //!   release between our load and our sleep makes the wait return at once: no
 //!   wake is lost. A waiter that wins the word after sleeping takes it *with*
 //!   the waiters bit, since others may still sleep.
-//! - **Release**: invalidate the holder record, then swap the word to
-//!   `epoch` (free, same epoch) with Release, so everything written under the
-//!   lock happens-before the next holder's Acquire CAS; if the old value had the
-//!   waiters bit, `FUTEX_WAKE` one sleeper. Uncontended: one swap, no syscall.
+//! - **Release**: swap the word to `epoch` (free, same epoch, nobody's start
+//!   time) with Release, so everything written under the lock happens-before
+//!   the next holder's Acquire CAS; if the old value had the waiters bit,
+//!   `FUTEX_WAKE` one sleeper. Uncontended: one swap, no system call.
+//!
+//! The orderings are argued next to each atomic operation in `stripe.rs`, and
+//! the protocol (acquire, wait, release, takeover) is model-checked with loom
+//! on the same code: `RUSTFLAGS="--cfg loom" cargo test -p maph-lock-futex
+//! --lib --release loom` (see `docs/RELIABILITY.md`).
 //!
 //! `FUTEX_PRIVATE_FLAG` is *not* used: the word is in a `MAP_SHARED` file
 //! mapping that other processes map at other addresses, so the kernel must key
@@ -77,25 +84,16 @@
 //!
 //! ## Dead holders
 //!
-//! Right after taking the word the holder publishes a *record* in the three
-//! words beside it, under a tiny seqlock: sequence odd, its lock value (pid and
-//! epoch) and the low 32 bits of its start time (`/proc/self/stat` field 22),
-//! sequence even (Release). Release makes the sequence odd again before the
-//! word is freed.
-//!
-//! A waiter that has waited a full [`DETECTION_PERIOD`] without the word
-//! changing hands checks the holder ([`identity::holder_is_dead`]): it is dead
-//! if `/proc/<pid>` is gone (confirmed by `kill(pid, 0)` = `ESRCH`), if it is a
-//! zombie (killed, not yet reaped: `kill` would still call it alive), or if the
-//! record is valid *for this exact lock value* and the process now bearing the
-//! pid started at another time — the pid was reused. Without such a record (a
-//! holder that died in the few instructions between its CAS and its record),
-//! the waiter uses what it knows itself: the holder existed when the waiter
-//! first saw the word held, so a process bearing the pid that started clearly
-//! after that moment is another one. (Found on a machine with `pid_max` 32768,
-//! where a test suite reuses pids within seconds.) Only a pid reused before the
-//! waiter first looked can still make it wait, until that process exits: the
-//! one case where safety wins over progress.
+//! A holder's pid and start time enter the word in one CAS, so a held word
+//! always says who holds it. A waiter that has waited a full
+//! [`DETECTION_PERIOD`] without getting the word checks the holder
+//! ([`identity::holder_is_dead`]): it is dead if `/proc/<pid>` is gone
+//! (confirmed by `kill(pid, 0)` = `ESRCH`), if it is a zombie (killed, not yet
+//! reaped: `kill` would still call it alive), or if the process now bearing the
+//! pid started at another time than the word records: the pid was reused.
+//! (Version 1 of the layout wrote the start time beside the word after taking
+//! it, which left a few instructions in which a holder killed there could not
+//! be told from a reused pid; one 64-bit word closes that window.)
 //!
 //! The takeover is a CAS from the exact value judged dead to
 //! `pid | waiters | epoch + 1`: of several waiters judging the same value dead,
@@ -136,15 +134,25 @@
 
 #![warn(missing_docs)]
 
+// Under loom only the lock word's protocol is compiled (and model-checked):
+// the coordinator and region need a real mapped store.
+#[cfg(not(loom))]
 mod coordinator;
 mod futex;
 pub mod identity;
+mod patience;
+#[cfg(not(loom))]
 pub mod region;
 mod stripe;
+mod sync;
 
+#[cfg(not(loom))]
 pub use coordinator::{FutexCoordinator, RecoveryStats, DETECTION_PERIOD};
 pub use identity::{ProcessIdentity, ProcessState};
-pub use stripe::{EPOCH_MASK, PID_MASK, WAITERS};
+pub use stripe::{start_of, state_of, EPOCH_MASK, PID_MASK, WAITERS};
+
+/// The strategy tag (also [`FutexCoordinator::STRATEGY`]).
+const STRATEGY: maph_core::Strategy = maph_core::Strategy::new("futex");
 
 /// The README's example runs as a doc test.
 #[cfg(doctest)]

@@ -9,23 +9,26 @@
 //! | word | name | meaning |
 //! |---:|---|---|
 //! | 0 | magic | `FUTX` (`0x5854_5546`) once the region is set up; `0` on a fresh store; anything else is refused |
-//! | 1 | version | layout version, `1` |
+//! | 1 | version | layout version, `2` |
 //! | 2 | stripes | number of stripes `K`, `1..=47`, fixed by the first coordinator to attach |
 //! | 3 | pid namespace | low 32 bits of the inode of `/proc/self/ns/pid` of the process that set the region up (`0` = unknown); pids only mean something inside one namespace |
 //! | 4 | repair pending | non-zero from a takeover until the whole-store repair that follows it |
 //! | 5 | takeovers | number of times a waiter took a stripe over from a dead holder (wrapping) |
 //! | 6..16 | reserved | zero |
-//! | `16·(1+s)` | lock word of stripe `s` | see [`lock word`](crate#the-lock-word) |
-//! | `16·(1+s) + 1` | record sequence | even: the next two words describe the holder; odd: they do not (free, or being written) |
-//! | `16·(1+s) + 2` | record tag | the holder's lock word without the waiters bit (pid and epoch) |
-//! | `16·(1+s) + 3` | record start | low 32 bits of the holder's start time (`/proc/<pid>/stat` field 22) |
-//! | `16·(1+s) + 4 .. 16·(2+s)` | reserved | zero |
+//! | `16·(1+s)`, `16·(1+s) + 1` | lock word of stripe `s` | one 64-bit word: see [`lock word`](crate#the-lock-word) |
+//! | `16·(1+s) + 2 .. 16·(2+s)` | reserved | zero |
+//!
+//! Version 1 of this layout kept the holder's start time in a separate record
+//! beside a 32-bit lock word; version 2 keeps both in one 64-bit word, so a
+//! holder is never named without being described. A version-1 region is
+//! refused with an error that says to recreate the store.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use maph_core::{Error, Result, Store};
 
 use crate::identity::coordination;
+use crate::stripe::StripeLock;
 
 /// Words in the coordinator region of a maph header.
 pub const REGION_WORDS: usize = 768;
@@ -36,7 +39,7 @@ pub const MAX_STRIPES: u32 = (REGION_WORDS / WORDS_PER_LINE - 1) as u32;
 /// Word 0 of a set-up region: the bytes `FUTX`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FUTX");
 /// Layout version in word 1.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Index of the magic word.
 pub const WORD_MAGIC: usize = 0;
@@ -51,36 +54,21 @@ pub const WORD_REPAIR_PENDING: usize = 4;
 /// Index of the takeover counter.
 pub const WORD_TAKEOVERS: usize = 5;
 
-/// Index of the lock word of stripe `s`.
+/// Index (in 32-bit words) of the lock word of stripe `s`: its low half, the
+/// futex word. The whole 64-bit word is [`lock_word64_index`]`(s)`.
 pub const fn lock_word_index(stripe: u32) -> usize {
     WORDS_PER_LINE * (1 + stripe as usize)
 }
-/// Index of the record sequence of stripe `s`.
-pub const fn record_seq_index(stripe: u32) -> usize {
-    lock_word_index(stripe) + 1
-}
-/// Index of the record tag of stripe `s`.
-pub const fn record_tag_index(stripe: u32) -> usize {
-    lock_word_index(stripe) + 2
-}
-/// Index of the record start of stripe `s`.
-pub const fn record_start_index(stripe: u32) -> usize {
-    lock_word_index(stripe) + 3
-}
-
-/// The four words of one stripe.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct StripeWords<'r> {
-    pub lock: &'r AtomicU32,
-    pub seq: &'r AtomicU32,
-    pub tag: &'r AtomicU32,
-    pub start: &'r AtomicU32,
+/// Index (in 64-bit words, as `Store::coordinator_word64` counts) of the lock
+/// word of stripe `s`.
+pub const fn lock_word64_index(stripe: u32) -> usize {
+    lock_word_index(stripe) / 2
 }
 
 /// The region of one store, attached and checked.
 #[derive(Debug)]
 pub(crate) struct LockRegion<'r> {
-    pub stripes: Box<[StripeWords<'r>]>,
+    pub stripes: Box<[StripeLock<'r>]>,
     pub repair_pending: &'r AtomicU32,
     pub takeovers: &'r AtomicU32,
 }
@@ -137,7 +125,7 @@ impl<'r> LockRegion<'r> {
         if version != VERSION {
             return Err(coordination(format!(
                 "the store's futex lock region has layout version {version}, this build knows version {VERSION}; \
-                 use a matching maph-lock-futex"
+                 use a matching maph-lock-futex, or recreate the store and copy its keys over"
             )));
         }
         let recorded = word(WORD_STRIPES)?.load(Ordering::Relaxed);
@@ -161,12 +149,9 @@ impl<'r> LockRegion<'r> {
 
         let stripes = (0..recorded)
             .map(|s| {
-                Ok(StripeWords {
-                    lock: word(lock_word_index(s))?,
-                    seq: word(record_seq_index(s))?,
-                    tag: word(record_tag_index(s))?,
-                    start: word(record_start_index(s))?,
-                })
+                let i = lock_word64_index(s);
+                let word = store.coordinator_word64(i)?.ok_or_else(|| coordination(format!("no 64-bit word {i}")))?;
+                Ok(StripeLock { word })
             })
             .collect::<Result<Box<[_]>>>()?;
         Ok(LockRegion { stripes, repair_pending: word(WORD_REPAIR_PENDING)?, takeovers: word(WORD_TAKEOVERS)? })
@@ -219,7 +204,8 @@ mod tests {
     fn stripes_fill_the_region_one_cache_line_each() {
         assert_eq!(MAX_STRIPES, 47);
         assert_eq!(lock_word_index(0), 16);
-        assert_eq!(record_start_index(MAX_STRIPES - 1) / WORDS_PER_LINE, REGION_WORDS / WORDS_PER_LINE - 1);
+        assert_eq!(lock_word64_index(0) * 2, lock_word_index(0));
+        assert_eq!(lock_word_index(MAX_STRIPES - 1) / WORDS_PER_LINE, REGION_WORDS / WORDS_PER_LINE - 1);
         assert_eq!(MAGIC.to_le_bytes(), *b"FUTX");
     }
 

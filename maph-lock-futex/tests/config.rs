@@ -69,9 +69,13 @@ fn a_foreign_region_is_refused() {
 fn another_layout_version_is_refused() {
     let (_dir, store) = fresh(futex_config(64));
     drop(FutexCoordinator::global(store.clone()).unwrap());
-    store.coordinator_word(region::WORD_VERSION).unwrap().unwrap().store(2, Ordering::Relaxed);
+    // Version 1: the layout before the holder's start time moved into the lock word.
+    store.coordinator_word(region::WORD_VERSION).unwrap().unwrap().store(1, Ordering::Relaxed);
     let err = FutexCoordinator::global(store).unwrap_err();
-    assert!(matches!(&err, Error::Coordination { detail, .. } if detail.contains("version 2")), "{err}");
+    assert!(
+        matches!(&err, Error::Coordination { detail, .. } if detail.contains("version 1") && detail.contains("recreate")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -63,8 +63,8 @@ fn a_deadline_is_honoured_and_not_cut_short() {
     // Once the holder lets go, a waiter gets in (woken, not polling a deadline).
     // The waiters bit left by the timed-out waits above is cleared (they are
     // gone), so that seeing it again proves the new waiter went to sleep.
-    let word = store.coordinator_word(maph_lock_futex::region::lock_word_index(0)).unwrap().unwrap();
-    word.fetch_and(!maph_lock_futex::WAITERS, std::sync::atomic::Ordering::Relaxed);
+    let word = store.coordinator_word64(maph_lock_futex::region::lock_word64_index(0)).unwrap().unwrap();
+    word.fetch_and(!u64::from(maph_lock_futex::WAITERS), std::sync::atomic::Ordering::Relaxed);
     let waiter = std::thread::spawn(move || {
         let guard = lock.lock_exclusive_for(LockScope::Whole, Duration::from_secs(30)).map(|_| ());
         (guard, lock.contention())

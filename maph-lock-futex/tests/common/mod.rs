@@ -45,25 +45,22 @@ pub fn read_counter(store: &Store, key: &[u8]) -> u64 {
     store.get(key).expect("read a counter").map_or(0, |v| check(&v, &String::from_utf8_lossy(key)))
 }
 
-/// Plants a lock word and holder record for stripe `s`, as a holder that
-/// never released would have left them. `record` is `Some(start_tag)` for a
-/// published record, `None` for an odd (unpublished) one.
-pub fn plant_holder(store: &Store, stripe: u32, lock_value: u32, record: Option<u32>) {
-    let word = |i| store.coordinator_word(i).unwrap().unwrap();
-    word(region::record_tag_index(stripe)).store(lock_value & !maph_lock_futex::WAITERS, Ordering::Relaxed);
-    word(region::record_start_index(stripe)).store(record.unwrap_or(0), Ordering::Relaxed);
-    let seq = word(region::record_seq_index(stripe)).load(Ordering::Relaxed);
-    let seq = match record {
-        Some(_) => (seq | 1) + 1, // even
-        None => seq | 1,          // odd
-    };
-    word(region::record_seq_index(stripe)).store(seq, Ordering::Relaxed);
-    word(region::lock_word_index(stripe)).store(lock_value, Ordering::Release);
+/// Plants the lock word of stripe `s` as a holder that never released would
+/// have left it: low half `state` (pid, waiters bit, epoch), high half the
+/// holder's start tag `start`.
+pub fn plant_holder(store: &Store, stripe: u32, state: u32, start: u32) {
+    let word = store.coordinator_word64(region::lock_word64_index(stripe)).unwrap().unwrap();
+    word.store((u64::from(start) << 32) | u64::from(state), Ordering::Release);
 }
 
-/// The current lock word of stripe `s`.
+/// The low half of the lock word of stripe `s` (pid, waiters bit, epoch).
 pub fn lock_word(store: &Store, stripe: u32) -> u32 {
-    store.coordinator_word(region::lock_word_index(stripe)).unwrap().unwrap().load(Ordering::Acquire)
+    maph_lock_futex::state_of(lock_word64(store, stripe))
+}
+
+/// The whole lock word of stripe `s`.
+pub fn lock_word64(store: &Store, stripe: u32) -> u64 {
+    store.coordinator_word64(region::lock_word64_index(stripe)).unwrap().unwrap().load(Ordering::Acquire)
 }
 
 /// Slot geometry of the default config (from docs/FORMAT.md).
