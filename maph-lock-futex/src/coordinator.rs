@@ -11,7 +11,7 @@ use maph_core::{
 
 use crate::identity::{coordination, ProcessIdentity};
 use crate::region::{LockRegion, Want};
-use crate::stripe::{Me, Taken, PID_MASK};
+use crate::stripe::{Me, PID_MASK};
 
 /// How long a waiter lets a holder keep a stripe before checking that the
 /// holder still lives. A holder killed while holding blocks others for at most
@@ -245,56 +245,27 @@ impl FutexCoordinator {
         self.region.takeovers.load(Ordering::Relaxed)
     }
 
-    /// Takes the word of every stripe in `mask`, in ascending order. On
-    /// failure (deadline) releases what it took and returns `None`. Otherwise
+    /// Takes the word of every stripe in `mask`, in ascending order (see
+    /// [`StripeSet::take`](crate::stripe_set::StripeSet::take)). On failure (deadline) returns `None`. Otherwise
     /// returns whether any stripe was taken over from a dead holder.
     fn take(&self, mask: u64, wait: Wait) -> Option<bool> {
-        let deadline = match wait {
-            Wait::Until(d) => Some(d),
-            Wait::Never | Wait::Forever => None,
-        };
         let mut took_over = false;
-        let mut held = 0u64;
-        let mut rest = mask;
-        while rest != 0 {
-            let s = rest.trailing_zeros();
-            rest &= rest - 1;
-            let stripe = &self.region.stripes[s as usize];
-            let taken = match wait {
-                Wait::Never => stripe.try_lock(&self.me).then_some(Taken::Free),
-                Wait::Until(_) | Wait::Forever => stripe.lock(&self.me, deadline),
-            };
-            match taken {
-                Some(Taken::Free) => {}
-                Some(Taken::TookOver) => {
-                    took_over = true;
-                    self.recovery.takeovers.fetch_add(1, Ordering::Relaxed);
-                    // Relaxed: the flag reaches the next holder of this stripe
-                    // through our release of it (Release) and its CAS (Acquire);
-                    // the counter is a statistic.
-                    self.region.repair_pending.store(1, Ordering::Relaxed);
-                    self.region.takeovers.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    self.give_back(held);
-                    return None;
-                }
-            }
-            held |= 1 << s;
-        }
-        Some(took_over)
+        let taken = self.region.stripes.take(mask, &self.me, wait, |_| {
+            took_over = true;
+            self.recovery.takeovers.fetch_add(1, Ordering::Relaxed);
+            // Relaxed: the flag reaches the next holder of the stripe taken
+            // over through our release of it (Release) and its CAS (Acquire);
+            // the counter is a statistic. Set at once, while we hold that
+            // stripe: if a later stripe times out, the repair is still owed.
+            self.region.repair_pending.store(1, Ordering::Relaxed);
+            self.region.takeovers.fetch_add(1, Ordering::Relaxed);
+        });
+        taken.then_some(took_over)
     }
 
-    /// Releases the word of every stripe in `mask` (all held by the caller),
-    /// in descending order.
     #[inline]
     fn give_back(&self, mask: u64) {
-        let mut rest = mask;
-        while rest != 0 {
-            let s = 63 - rest.leading_zeros();
-            rest &= !(1 << s);
-            self.region.stripes[s as usize].unlock();
-        }
+        self.region.stripes.give_back(mask);
     }
 
     /// Takes the stripes of `mask` in ascending order. If a takeover (by us or

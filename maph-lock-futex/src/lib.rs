@@ -133,6 +133,8 @@
 //!   repair pass needs every stripe).
 
 #![warn(missing_docs)]
+// Under loom only the models (tests) use the lock word's code.
+#![cfg_attr(loom, allow(dead_code))]
 
 // Under loom only the lock word's protocol is compiled (and model-checked):
 // the coordinator and region need a real mapped store.
@@ -144,6 +146,7 @@ mod patience;
 #[cfg(not(loom))]
 pub mod region;
 mod stripe;
+mod stripe_set;
 mod sync;
 
 #[cfg(not(loom))]

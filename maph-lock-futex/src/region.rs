@@ -29,6 +29,7 @@ use maph_core::{Error, Result, Store};
 
 use crate::identity::coordination;
 use crate::stripe::StripeLock;
+use crate::stripe_set::StripeSet;
 
 /// Words in the coordinator region of a maph header.
 pub const REGION_WORDS: usize = 768;
@@ -68,7 +69,7 @@ pub const fn lock_word64_index(stripe: u32) -> usize {
 /// The region of one store, attached and checked.
 #[derive(Debug)]
 pub(crate) struct LockRegion<'r> {
-    pub stripes: Box<[StripeLock<'r>]>,
+    pub stripes: StripeSet<'r>,
     pub repair_pending: &'r AtomicU32,
     pub takeovers: &'r AtomicU32,
 }
@@ -154,7 +155,11 @@ impl<'r> LockRegion<'r> {
                 Ok(StripeLock { word })
             })
             .collect::<Result<Box<[_]>>>()?;
-        Ok(LockRegion { stripes, repair_pending: word(WORD_REPAIR_PENDING)?, takeovers: word(WORD_TAKEOVERS)? })
+        Ok(LockRegion {
+            stripes: StripeSet::new(stripes),
+            repair_pending: word(WORD_REPAIR_PENDING)?,
+            takeovers: word(WORD_TAKEOVERS)?,
+        })
     }
 }
 

@@ -238,13 +238,13 @@ mod tests {
 /// dead holder is a pid the model declares dead. Run with
 /// `RUSTFLAGS="--cfg loom" cargo test -p maph-lock-futex --lib --release loom`.
 #[cfg(loom)]
-mod model {
+pub(crate) mod model {
     /// In the models, pids from here up name processes that have died (they
     /// appear only in words planted as a killed holder would leave them).
-    pub(super) const FIRST_DEAD_PID: u32 = 1000;
+    pub(crate) const FIRST_DEAD_PID: u32 = 1000;
 
     /// The model's liveness check: what `/proc` would say.
-    pub(super) fn holder_is_dead(pid: u32, _recorded_start: u32) -> bool {
+    pub(crate) fn holder_is_dead(pid: u32, _recorded_start: u32) -> bool {
         pid >= FIRST_DEAD_PID
     }
 
