@@ -604,12 +604,14 @@ fn floor_section(md: &mut String, results: &Results) {
         ),
         ("flock LOCK_SH", &[]),
     ];
-    if let Some(plumbing) = results.row(BASELINE).and_then(|b| b.median(Column::LockUnlock)) {
+    let plumbing = results.row(BASELINE).and_then(|b| b.median(Column::LockUnlock));
+    if let Some(plumbing) = plumbing {
         let _ = writeln!(
             md,
             "Every maph \"lock + unlock\" also finds the key's window (hashing the key) and goes through the \
              `WriteCoordinator` guard and its contention counter: the uncoordinated row, whose lock does \
-             nothing, measures that part alone at {} in this run.\n",
+             nothing, measures that part alone at {} in this run. The last column takes it away, leaving \
+             the lock's own cost (a difference of medians, so a rough figure).\n",
             fmt_ns(plumbing)
         );
     }
@@ -619,6 +621,7 @@ fn floor_section(md: &mut String, results: &Results) {
         "compared with".into(),
         "ours, median [p25–p75]".into(),
         "× floor".into(),
+        "× floor, lock alone".into(),
     ]);
     for (label, s) in &limits.lines {
         let (div, unit) = time_unit(s.median);
@@ -629,16 +632,25 @@ fn floor_section(md: &mut String, results: &Results) {
             let Some(row) = results.row(id) else { continue };
             let Some(ours) = row.cell(*column).and_then(Cell::summary) else { continue };
             any = true;
+            // The lock alone: this row's lock + unlock less the uncoordinated
+            // row's (the key lookup and guard path every maph row shares).
+            let lock_alone = match (column, plumbing) {
+                (Column::LockUnlock, Some(plumbing)) if ours.median > plumbing => {
+                    fmt_ratio(ours.median - plumbing, s.median)
+                }
+                _ => "—".into(),
+            };
             table.push(vec![
                 label.clone(),
                 floor.clone(),
                 format!("{}, {}", row.row.label, column.title()),
                 fmt_quartiles(ours),
                 fmt_ratio(ours.median, s.median),
+                lock_alone,
             ]);
         }
         if !any {
-            table.push(vec![label.clone(), floor, "—".into(), "—".into(), "—".into()]);
+            table.push(vec![label.clone(), floor, "—".into(), "—".into(), "—".into(), "—".into()]);
         }
     }
     md.push_str(&table.markdown());
