@@ -61,4 +61,5 @@ pub use lock_file::{lock_path, open_lock_file, read_pid, write_pid};
 pub use repair::{RepairReport, VerifyReport};
 pub use store::{Config, Mode, Store, StoreId, DEFAULT_READ_PATIENCE};
 pub use strategy::Strategy;
+pub use sync::spin_hint;
 pub use write::WriteTxn;

@@ -7,12 +7,5 @@ pub(crate) use loom::sync::atomic::AtomicU64;
 pub(crate) use std::sync::atomic::AtomicU64;
 pub(crate) use std::sync::atomic::Ordering;
 
-/// One step of a spin: a CPU hint normally; under loom a yield, which lets the
-/// model checker schedule the thread being waited for.
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-}
+/// One step of a spin: a CPU hint, or a loom yield under loom (maph-core's).
+pub(crate) use maph_core::spin_hint;
