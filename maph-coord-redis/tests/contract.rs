@@ -80,3 +80,10 @@ fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
         c.shared_guards_give_a_consistent_view_of_several_keys(300)
     });
 }
+
+/// A read-only handle, a store of another strategy and another store's
+/// coordinator are refused.
+#[test]
+fn writers_that_may_not_write_are_refused() {
+    with_contract("writers_that_may_not_write_are_refused", |c| c.writers_that_may_not_write_are_refused());
+}

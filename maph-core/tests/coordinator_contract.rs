@@ -227,3 +227,24 @@ fn a_stale_holder_is_refused_before_it_touches_any_slot() {
     let still = Store::open(&path, Mode::ReadOnly).unwrap().with_read_patience(Duration::from_millis(5));
     assert_eq!(still.verify().in_progress, vec![slot], "the stale holder left the slot alone");
 }
+
+/// The single-writer lease under the shared refusal scenarios (maph-testkit):
+/// a read-only handle, a store of another strategy, and another store's
+/// writer are refused.
+#[test]
+fn a_single_writer_refuses_writers_that_may_not_write() {
+    maph_testkit::Contract::new(
+        "a_single_writer_refuses_writers_that_may_not_write",
+        Config::new(64),
+        SingleWriter::new,
+    )
+    .writers_that_may_not_write_are_refused();
+}
+
+/// The lease's lock file cannot be made (directory gone, a directory in its
+/// place, permission denied for a non-root child): a clear error naming it.
+#[test]
+fn a_single_writer_lock_file_error_is_clear() {
+    maph_testkit::Contract::new("a_single_writer_lock_file_error_is_clear", Config::new(64), SingleWriter::new)
+        .lock_file_errors_are_clear();
+}

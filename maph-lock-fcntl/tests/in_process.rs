@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use maph_core::{lock_path, Config, Error, LockScope, Mode, Store, Strategy, WriteCoordinator};
-use maph_lock_fcntl::{FcntlCoordinator, FcntlOptions, Granularity, LockKind};
+use maph_core::{lock_path, Error, LockScope, Mode, Store, WriteCoordinator};
+use maph_lock_fcntl::{FcntlCoordinator, Granularity, LockKind};
 use maph_testkit::{child, spawn};
 
 /// Threads sharing one coordinator never lose an increment, under every variant.
@@ -171,38 +171,6 @@ fn a_slow_wait_is_reported_to_the_hook() {
     }
 }
 
-/// The lock file cannot be made: its directory is gone (the store's directory
-/// was renamed after opening). The error names the file and the cause.
-#[test]
-fn a_lock_file_that_cannot_be_created_is_a_clear_error() {
-    let dir = maph_testkit::temp_dir();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let path = new_store(&dir.path().join("data"), "s.maph");
-    let store = Store::open(&path, Mode::ReadWrite).unwrap();
-    std::fs::rename(dir.path().join("data"), dir.path().join("moved")).unwrap();
-    for kind in [LockKind::Auto, LockKind::Classic] {
-        let err = FcntlCoordinator::with_options(&store, FcntlOptions::new().lock_kind(kind)).unwrap_err();
-        let text = err.to_string();
-        assert!(matches!(err, Error::Io { .. }), "{err:?}");
-        assert!(text.contains(&lock_path(&path).display().to_string()), "{text}");
-        assert!(text.contains("directory does not exist"), "{text}");
-    }
-}
-
-/// Something that is not a file where the lock file belongs (we run as root in
-/// CI, where permission bits do not stop us, so a directory stands in for an
-/// unwritable path).
-#[test]
-fn a_directory_in_place_of_the_lock_file_is_a_clear_error() {
-    let dir = maph_testkit::temp_dir();
-    let path = new_store(dir.path(), "s.maph");
-    std::fs::create_dir(lock_path(&path)).unwrap();
-    let store = Store::open(&path, Mode::ReadWrite).unwrap();
-    let err = FcntlCoordinator::new(&store).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains(&lock_path(&path).display().to_string()), "{err}");
-}
-
 /// A lock file deleted and recreated while a coordinator runs would split the
 /// writers into two groups that do not exclude each other. A coordinator that
 /// must open another description notices, and refuses.
@@ -224,33 +192,6 @@ fn a_replaced_lock_file_is_refused() {
     drop(held);
 }
 
-/// Writers that may not write are refused when the coordinator is made or used.
-#[test]
-fn wrong_handles_and_stores_are_refused() {
-    let dir = maph_testkit::temp_dir();
-    let path = new_store(dir.path(), "a.maph");
-
-    let read_only = Store::open(&path, Mode::ReadOnly).unwrap();
-    assert!(matches!(FcntlCoordinator::new(&read_only), Err(Error::ReadOnly)));
-
-    let flock_store = dir.path().join("flock.maph");
-    Store::create(&flock_store, Config::new(64).strategy(Strategy::new("flock"))).unwrap();
-    let flock_store = Store::open(&flock_store, Mode::ReadWrite).unwrap();
-    match FcntlCoordinator::byte_range(&flock_store) {
-        Err(Error::StrategyMismatch { store, coordinator }) => {
-            assert_eq!((store.as_str(), coordinator), ("flock", FcntlCoordinator::STRATEGY));
-        }
-        other => panic!("expected StrategyMismatch, got {other:?}"),
-    }
-
-    let store_a = Store::open(&path, Mode::ReadWrite).unwrap();
-    let lock_for_a = FcntlCoordinator::byte_range(&store_a).unwrap();
-    let b = new_store(dir.path(), "b.maph");
-    let store_b = Store::open(&b, Mode::ReadWrite).unwrap();
-    assert!(matches!(store_b.set(&lock_for_a, b"k", b"v"), Err(Error::WrongStore)));
-    assert_eq!(store_b.get(b"k").unwrap(), None);
-}
-
 /// A window guard may write only keys inside its window, as the store requires.
 #[test]
 fn a_window_guard_writes_only_its_key() {
@@ -263,57 +204,4 @@ fn a_window_guard_writes_only_its_key() {
     store.write_with(&guard, |tx| tx.set(b"mine", b"1")).unwrap();
     let outside = (0..).map(|i| format!("other{i}").into_bytes()).find(|k| !scope.covers(&store.scope_of(k))).unwrap();
     assert!(matches!(store.write_with(&guard, |tx| tx.set(&outside, b"x")), Err(Error::OutOfScope { .. })));
-}
-
-/// Permission denied, for real: the store is writable but its directory is not,
-/// so the lock file cannot be created. As root (CI) permission bits do not
-/// apply, so the child drops to the `nobody` user first.
-#[test]
-fn permission_denied_is_a_clear_error() {
-    const TEST: &str = "permission_denied_is_a_clear_error";
-    if let Some(ctx) = child(TEST) {
-        drop_root_privileges();
-        let store = Store::open(&ctx.args()[0], Mode::ReadWrite).unwrap();
-        for kind in [LockKind::Auto, LockKind::Classic] {
-            match FcntlCoordinator::with_options(&store, FcntlOptions::new().lock_kind(kind)) {
-                Err(e) => ctx.report(&format!("{kind:?}"), format!("{e:?}: {e}")),
-                Ok(_) => ctx.report(&format!("{kind:?}"), "none"),
-            }
-        }
-        ctx.exit();
-    }
-    let (_dir, path) = store_in_read_only_directory();
-    let done = spawn(TEST, "unprivileged", &[path.display().to_string()]).finish_ok();
-    // Writable again, so the temporary directory can be removed by a non-root user too.
-    let writable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
-    std::fs::set_permissions(path.parent().unwrap(), writable).unwrap();
-    for kind in ["Auto", "Classic"] {
-        let error: String = done.report(kind);
-        assert!(error.starts_with("Io"), "{error}");
-        assert!(error.contains("permission denied"), "{error}");
-        assert!(error.contains(&lock_path(&path).display().to_string()), "{error}");
-    }
-}
-
-/// In a child process: become `nobody` if we are root, so permission bits apply.
-fn drop_root_privileges() {
-    use nix::unistd::{geteuid, setgid, setuid, Gid, Uid};
-    if geteuid().is_root() {
-        setgid(Gid::from_raw(65534)).expect("setgid nobody");
-        setuid(Uid::from_raw(65534)).expect("setuid nobody");
-    }
-}
-
-/// A store anyone may write, in a directory no one but root may write to.
-fn store_in_read_only_directory() -> (tempfile::TempDir, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = maph_testkit::temp_dir();
-    let data = dir.path().join("read-only");
-    std::fs::create_dir(&data).unwrap();
-    let path = new_store(&data, "s.maph");
-    let set = |p: &std::path::Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    set(&path, 0o666);
-    set(&data, 0o555);
-    set(dir.path(), 0o755);
-    (dir, path)
 }

@@ -125,6 +125,25 @@ fn a_holder_killed_by_sigkill_blocks_no_one() {
     }
 }
 
+/// A read-only handle, a store of another strategy and another store's
+/// coordinator are refused, in every variant.
+#[test]
+fn writers_that_may_not_write_are_refused() {
+    for variant in ALL {
+        contract("writers_that_may_not_write_are_refused", variant).writers_that_may_not_write_are_refused();
+    }
+}
+
+/// The lock file cannot be made (directory gone, a directory in its place,
+/// permission denied for a non-root child): a clear error naming it, with the
+/// OFD and the classic locks alike.
+#[test]
+fn lock_file_errors_are_clear() {
+    for variant in [OFD_RANGE, CLASSIC_RANGE] {
+        contract("lock_file_errors_are_clear", variant).lock_file_errors_are_clear();
+    }
+}
+
 /// Reader threads holding shared guards never see half of a two-key write made
 /// by a writer process.
 #[test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use maph_core::{lock_path, Config, Error, LockScope, Mode, SingleWriter, Store, Strategy, WriteCoordinator};
+use maph_core::{Config, Error, LockScope, Mode, Store, WriteCoordinator};
 use maph_lock_flock::FlockCoordinator;
 use maph_testkit::{child, spawn};
 
@@ -99,67 +99,6 @@ fn a_slow_wait_is_reported_to_the_hook() {
     assert_eq!(*never.lock().unwrap(), 0, "no wait reaches an hour");
 }
 
-/// The lock file cannot be made: its directory is gone (the store's directory
-/// was renamed after opening). The error names the file and the cause.
-#[test]
-fn a_lock_file_that_cannot_be_created_is_a_clear_error() {
-    let dir = maph_testkit::temp_dir();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let path = new_store(&dir.path().join("data"), "s.maph");
-    let store = Store::open(&path, Mode::ReadWrite).unwrap();
-    std::fs::rename(dir.path().join("data"), dir.path().join("moved")).unwrap();
-    let err = FlockCoordinator::new(&store).unwrap_err();
-    let text = err.to_string();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(
-        text.contains(&lock_path(&path).display().to_string()) && text.contains("directory does not exist"),
-        "{text}"
-    );
-}
-
-/// Something that is not a file where the lock file belongs (we run as root in
-/// CI, where permission bits do not stop us, so a directory stands in for an
-/// unwritable path).
-#[test]
-fn a_directory_in_place_of_the_lock_file_is_a_clear_error() {
-    let dir = maph_testkit::temp_dir();
-    let path = new_store(dir.path(), "s.maph");
-    std::fs::create_dir(lock_path(&path)).unwrap();
-    let store = Store::open(&path, Mode::ReadWrite).unwrap();
-    let err = FlockCoordinator::new(&store).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains(&lock_path(&path).display().to_string()), "{err}");
-}
-
-/// Writers that may not write are refused when the coordinator is made or used.
-#[test]
-fn wrong_handles_and_stores_are_refused() {
-    let dir = maph_testkit::temp_dir();
-    let path = new_store(dir.path(), "a.maph");
-
-    let read_only = Store::open(&path, Mode::ReadOnly).unwrap();
-    assert!(matches!(FlockCoordinator::new(&read_only), Err(Error::ReadOnly)));
-
-    let single = dir.path().join("single.maph");
-    Store::create(&single, Config::new(64)).unwrap();
-    let single = Store::open(&single, Mode::ReadWrite).unwrap();
-    match FlockCoordinator::new(&single) {
-        Err(Error::StrategyMismatch { store, coordinator }) => {
-            assert_eq!((store, coordinator), (Strategy::SINGLE_WRITER, FlockCoordinator::STRATEGY));
-        }
-        other => panic!("expected StrategyMismatch, got {other:?}"),
-    }
-    // And the other way round: a single-writer lease on a flock store is refused too.
-    let flock_store = Store::open(&path, Mode::ReadWrite).unwrap();
-    assert!(matches!(SingleWriter::new(&flock_store), Err(Error::StrategyMismatch { .. })));
-
-    let other = new_store(dir.path(), "b.maph");
-    let other = Store::open(&other, Mode::ReadWrite).unwrap();
-    let lock_for_a = FlockCoordinator::new(&flock_store).unwrap();
-    assert!(matches!(other.set(&lock_for_a, b"k", b"v"), Err(Error::WrongStore)));
-    assert_eq!(other.get(b"k").unwrap(), None);
-}
-
 /// The scope asked for is the scope granted (flock locks the whole store for
 /// any scope, so a window guard may write only its key, as the store requires).
 #[test]
@@ -182,52 +121,4 @@ fn a_window_guard_writes_only_its_key() {
     // another coordinator cannot take any scope.
     let other = FlockCoordinator::new(&store).unwrap();
     assert!(other.try_lock_exclusive(store.scope_of(&outside)).unwrap().is_none());
-}
-
-/// Permission denied, for real: the store is writable but its directory is not,
-/// so the lock file cannot be created. As root (CI) permission bits do not
-/// apply, so the child drops to the `nobody` user first.
-#[test]
-fn permission_denied_is_a_clear_error() {
-    const TEST: &str = "permission_denied_is_a_clear_error";
-    if let Some(ctx) = child(TEST) {
-        drop_root_privileges();
-        let store = Store::open(&ctx.args()[0], Mode::ReadWrite).unwrap();
-        match FlockCoordinator::new(&store) {
-            Err(e) => ctx.report("error", format!("{e:?}: {e}")),
-            Ok(_) => ctx.report("error", "none"),
-        }
-        ctx.exit();
-    }
-    let (_dir, path) = store_in_read_only_directory();
-    let done = spawn(TEST, "unprivileged", &[path.display().to_string()]).finish_ok();
-    // Writable again, so the temporary directory can be removed by a non-root user too.
-    let writable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
-    std::fs::set_permissions(path.parent().unwrap(), writable).unwrap();
-    let error: String = done.report("error");
-    assert!(error.starts_with("Io"), "{error}");
-    assert!(error.contains("permission denied") && error.contains(&lock_path(&path).display().to_string()), "{error}");
-}
-
-/// In a child process: become `nobody` if we are root, so permission bits apply.
-fn drop_root_privileges() {
-    use nix::unistd::{geteuid, setgid, setuid, Gid, Uid};
-    if geteuid().is_root() {
-        setgid(Gid::from_raw(65534)).expect("setgid nobody");
-        setuid(Uid::from_raw(65534)).expect("setuid nobody");
-    }
-}
-
-/// A store anyone may write, in a directory no one but root may write to.
-fn store_in_read_only_directory() -> (tempfile::TempDir, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = maph_testkit::temp_dir();
-    let data = dir.path().join("read-only");
-    std::fs::create_dir(&data).unwrap();
-    let path = new_store(&data, "s.maph");
-    let set = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    set(&path, 0o666);
-    set(&data, 0o555);
-    set(dir.path(), 0o755);
-    (dir, path)
 }

@@ -69,6 +69,20 @@ fn a_deadline_is_honoured_while_another_process_holds_the_lock() {
         .deadline_is_honoured_while_another_process_holds_the_lock();
 }
 
+/// A read-only handle, a store of another strategy and another store's
+/// coordinator are refused.
+#[test]
+fn writers_that_may_not_write_are_refused() {
+    contract("writers_that_may_not_write_are_refused").writers_that_may_not_write_are_refused();
+}
+
+/// The lock file cannot be made (directory gone, a directory in its place,
+/// permission denied for a non-root child): a clear error naming it.
+#[test]
+fn lock_file_errors_are_clear() {
+    contract("lock_file_errors_are_clear").lock_file_errors_are_clear();
+}
+
 /// A writer process keeps setting `a` and `b` to the same value in one write;
 /// reader threads of this process (sharing one kernel `LOCK_SH`) never see them differ.
 #[test]

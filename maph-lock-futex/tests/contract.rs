@@ -51,3 +51,12 @@ fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
             .shared_guards_give_a_consistent_view_of_several_keys(5_000);
     }
 }
+
+/// A read-only handle, a store of another strategy and another store's
+/// coordinator are refused.
+#[test]
+fn writers_that_may_not_write_are_refused() {
+    for mode in MODES {
+        contract("writers_that_may_not_write_are_refused", mode).writers_that_may_not_write_are_refused();
+    }
+}

@@ -1,6 +1,7 @@
 //! The coordinator contract, checked across real processes: the scenarios every
 //! lock-based coordinator must pass, written once and run by each coordinator
-//! crate with its own constructor.
+//! crate with its own constructor. The scenarios about refusing (writers that
+//! may not write, lock files that cannot be made) are in `refusals.rs`.
 //!
 //! ```no_run
 //! use maph_core::{Config, Result, Store, WriteCoordinator};
@@ -33,10 +34,10 @@ pub const GENEROUS: Duration = Duration::from_secs(10);
 
 /// The contract scenarios for one coordinator constructor; see the module docs.
 pub struct Contract<F> {
-    test: String,
-    label: String,
-    config: Config,
-    make: F,
+    pub(crate) test: String,
+    pub(crate) label: String,
+    pub(crate) config: Config,
+    pub(crate) make: F,
     env: Vec<(String, String)>,
 }
 
@@ -58,7 +59,7 @@ where
         self
     }
 
-    fn spawn(&self, role: &str, args: &[String]) -> crate::Child {
+    pub(crate) fn spawn(&self, role: &str, args: &[String]) -> crate::Child {
         spawn_with_env(&self.test, role, args, &self.env)
     }
 
@@ -69,23 +70,23 @@ where
     }
 
     /// The child context if this process is the child of *this* scenario call.
-    fn my_child(&self, role: &str) -> Option<ChildContext> {
+    pub(crate) fn my_child(&self, role: &str) -> Option<ChildContext> {
         child(&self.test).filter(|ctx| ctx.role() == role && ctx.args().first() == Some(&self.label))
     }
 
-    fn open(&self, path: &str) -> (Store, C) {
+    pub(crate) fn open(&self, path: &str) -> (Store, C) {
         let store = Store::open(path, Mode::ReadWrite).expect("open the store");
         let lock = (self.make)(&store).expect("make the coordinator");
         (store, lock)
     }
 
-    fn new_store(&self, dir: &Path, name: &str) -> String {
+    pub(crate) fn new_store(&self, dir: &Path, name: &str) -> String {
         let path = dir.join(name);
         Store::create(&path, self.config).expect("create the store");
         path.display().to_string()
     }
 
-    fn args(&self, path: &str, more: &[&str]) -> Vec<String> {
+    pub(crate) fn args(&self, path: &str, more: &[&str]) -> Vec<String> {
         [self.label.as_str(), path].iter().chain(more).map(|s| s.to_string()).collect()
     }
 

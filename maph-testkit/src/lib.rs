@@ -30,6 +30,7 @@ mod crash;
 mod process;
 mod race;
 mod redis_server;
+mod refusals;
 
 pub use contract::{Contract, GENEROUS};
 pub use crash::{check_value, self_checking_value, CrashLoop, CrashReport};
