@@ -38,7 +38,7 @@ pub struct Contract<F> {
     pub(crate) label: String,
     pub(crate) config: Config,
     pub(crate) make: F,
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl<C, F> Contract<F>

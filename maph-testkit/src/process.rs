@@ -94,9 +94,43 @@ pub fn spawn(test: &str, role: &str, args: &[String]) -> Child {
 /// As [`spawn`], with extra environment variables for the child (a service's
 /// address, say).
 pub fn spawn_with_env(test: &str, role: &str, args: &[String], env: &[(String, String)]) -> Child {
+    spawn_configured(test, role, args, env, |_| {})
+}
+
+/// As [`spawn_with_env`], but a child that this process runs as root runs as
+/// `nobody` (uid and gid 65534, no supplementary groups), so that permission
+/// bits apply to it. Otherwise it runs as this process's user.
+///
+/// The switch happens in the forked child before it executes the test binary,
+/// while it has a single thread. (Switching inside a running test binary
+/// instead, with `setuid`, races: glibc signals every thread to switch, and
+/// `std::process::exit` on the test thread unmaps the main thread's signal
+/// stack while that thread may still be returning from the signal. Such
+/// children died with SIGSEGV at exit, one run in 40.)
+pub fn spawn_unprivileged(test: &str, role: &str, args: &[String], env: &[(String, String)]) -> Child {
+    // SAFETY: geteuid takes no arguments and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    spawn_configured(test, role, args, env, |command| {
+        if root {
+            command.uid(NOBODY).gid(NOBODY);
+        }
+    })
+}
+
+/// The uid and gid of `nobody` on Linux.
+const NOBODY: u32 = 65534;
+
+fn spawn_configured(
+    test: &str,
+    role: &str,
+    args: &[String],
+    env: &[(String, String)],
+    configure: impl FnOnce(&mut Command),
+) -> Child {
     let exe = std::env::current_exe().expect("the test binary's path");
     let joined = args.join(&ARG_SEPARATOR.to_string());
-    let mut process = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
         .env(ENV_TEST, test)
         .env(ENV_ROLE, role)
@@ -105,9 +139,9 @@ pub fn spawn_with_env(test: &str, role: &str, args: &[String], env: &[(String, S
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the test binary as a child");
+        .stderr(Stdio::piped());
+    configure(&mut command);
+    let mut process = command.spawn().expect("spawn the test binary as a child");
     let stdin = process.stdin.take();
     let stdout = BufReader::new(process.stdout.take().expect("stdout is piped"));
     Child { role: role.to_string(), process: Some(process), stdin, stdout, seen: String::new() }

@@ -7,6 +7,7 @@ use std::path::Path;
 use maph_core::{lock_path, Error, Mode, Result, Store, Strategy, WriteCoordinator};
 
 use crate::contract::Contract;
+use crate::process::spawn_unprivileged;
 
 impl<C, F> Contract<F>
 where
@@ -54,12 +55,11 @@ where
     /// directory stands in its place, permission is denied), making the
     /// coordinator fails with `Error::Io` naming the lock file (and, where the
     /// system says one, the cause).
-    /// Permission is tested for real: in a child that drops root first, since
-    /// permission bits do not stop root (which CI runs as).
+    /// Permission is tested for real: in a child that runs as `nobody` when we
+    /// are root (which CI runs as), since permission bits do not stop root.
     pub fn lock_file_errors_are_clear(&self) {
         const ROLE: &str = "unprivileged";
         if let Some(ctx) = self.my_child(ROLE) {
-            drop_root_privileges();
             let store = Store::open(&ctx.args()[1], Mode::ReadWrite).expect("open the store");
             match (self.make)(&store) {
                 Err(e) => ctx.report("error", format!("{e:?}: {e}")),
@@ -96,7 +96,7 @@ where
 
         // A store anyone may write, in a directory only root may write to.
         let denied = self.store_in_read_only_directory(dir.path());
-        let done = self.spawn(ROLE, &self.args(&denied, &[])).finish_ok();
+        let done = spawn_unprivileged(&self.test, ROLE, &self.args(&denied, &[]), &self.env).finish_ok();
         set_mode(Path::new(&denied).parent().unwrap(), 0o755); // so that the directory can be removed
         let error: String = done.report("error");
         assert!(error.starts_with("Io"), "{label}: {error}");
@@ -118,17 +118,4 @@ where
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// In a child process: become `nobody` (65534) if we are root, so that
-/// permission bits apply.
-fn drop_root_privileges() {
-    // SAFETY: geteuid, setgid and setuid take and return plain integers and
-    // touch no memory of ours (glibc applies the change to every thread).
-    unsafe {
-        if libc::geteuid() == 0 {
-            assert_eq!(libc::setgid(65534), 0, "setgid nobody: {}", std::io::Error::last_os_error());
-            assert_eq!(libc::setuid(65534), 0, "setuid nobody: {}", std::io::Error::last_os_error());
-        }
-    }
 }
