@@ -36,8 +36,9 @@ const EPOCH_ONE: u32 = 1 << 23;
 
 /// Spins (with a CPU pause) before sleeping: a write holds the lock for about a
 /// microsecond, often less than the two system calls sleeping would cost.
-/// (Under loom one: each spin is a yield the checker would explore.)
-const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
+/// (Under loom none: a spin is a yield, after which loom runs the holder to
+/// its release, so a waiter that spun would never check a live holder.)
+const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// The low half of a lock word (pid, waiters bit, epoch): the futex word.
 #[inline]
@@ -248,10 +249,24 @@ pub(crate) mod model {
         pid >= FIRST_DEAD_PID
     }
 
+    /// Runs `model` under loom, every interleaving, and prints how many there
+    /// were (the figure `docs/RELIABILITY.md` quotes).
+    #[cfg(test)]
+    pub(crate) fn explore(name: &str, model: impl Fn() + Sync + Send + 'static) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let runs = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        loom::model(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            model();
+        });
+        println!("{name}: {} interleavings explored", runs.load(Ordering::Relaxed));
+    }
+
     #[cfg(test)]
     mod tests {
         use super::super::*;
-        use super::FIRST_DEAD_PID;
+        use super::{explore, FIRST_DEAD_PID};
         use loom::cell::UnsafeCell;
         use loom::sync::Arc;
 
@@ -275,8 +290,8 @@ pub(crate) mod model {
             });
         }
 
-        fn run_writers(initial: u64, pids: &'static [u32], expect_takeovers: usize) {
-            loom::model(move || {
+        fn run_writers(name: &str, initial: u64, pids: &'static [u32], expect_takeovers: usize) {
+            explore(name, move || {
                 let g = Arc::new(Guarded { word: AtomicU64::new(initial), data: UnsafeCell::new(0) });
                 let handles: Vec<_> = pids
                     .iter()
@@ -305,7 +320,7 @@ pub(crate) mod model {
         /// both get in, the word ends free.
         #[test]
         fn loom_two_processes_exclude_each_other() {
-            run_writers(0, &[1, 2], 0);
+            run_writers("two processes", 0, &[1, 2], 0);
         }
 
         /// A holder died holding the word: two waiters judge it dead, exactly
@@ -314,14 +329,14 @@ pub(crate) mod model {
         #[test]
         fn loom_a_dead_holder_is_taken_over_exactly_once() {
             let dead = (u64::from(7u32) << 32) | u64::from(EPOCH_ONE | FIRST_DEAD_PID);
-            run_writers(dead, &[1, 2], 1);
+            run_writers("a dead holder", dead, &[1, 2], 1);
         }
 
         /// A live holder is never taken over: the waiter's liveness checks all
         /// say alive, and it gets the word only after the release.
         #[test]
         fn loom_a_live_holder_is_waited_for() {
-            loom::model(|| {
+            explore("a live holder", || {
                 let g = Arc::new(Guarded { word: AtomicU64::new(0), data: UnsafeCell::new(0) });
                 let holder = StripeLock { word: &g.word };
                 assert!(holder.try_lock(&process(1)));

@@ -83,7 +83,8 @@ impl<'r> Deref for StripeSet<'r> {
 #[cfg(all(test, loom))]
 mod model {
     use super::*;
-    use crate::stripe::{model::FIRST_DEAD_PID, state_of, PID_MASK};
+    use crate::stripe::model::{explore, FIRST_DEAD_PID};
+    use crate::stripe::{state_of, PID_MASK};
     use crate::sync::{AtomicU64, Ordering};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
@@ -127,8 +128,8 @@ mod model {
         took_over
     }
 
-    fn check(initial: [u64; 2], writers: &'static [(u32, u64)], expect_takeovers: [u32; 2]) {
-        loom::model(move || {
+    fn check(name: &str, initial: [u64; 2], writers: &'static [(u32, u64)], expect_takeovers: [u32; 2]) {
+        explore(name, move || {
             let two = Arc::new(Two::new(initial[0], initial[1]));
             let handles: Vec<_> = writers
                 .iter()
@@ -154,7 +155,7 @@ mod model {
     /// only the lowest stripe of a mask makes loom report the race at once.)
     #[test]
     fn loom_overlapping_windows_exclude_each_other() {
-        check([0, 0], &[(1, 0b11), (2, 0b10)], [0, 0]);
+        check("overlapping windows", [0, 0], &[(1, 0b11), (2, 0b10)], [0, 0]);
     }
 
     /// The upper stripe's holder died: of two writers that both need it, one
@@ -162,6 +163,6 @@ mod model {
     #[test]
     fn loom_a_dead_holder_of_one_stripe_is_taken_over_once() {
         let dead = (7 << 32) | u64::from(FIRST_DEAD_PID);
-        check([0, dead], &[(1, 0b11), (2, 0b10)], [0, 1]);
+        check("a dead holder of one stripe", [0, dead], &[(1, 0b11), (2, 0b10)], [0, 1]);
     }
 }
