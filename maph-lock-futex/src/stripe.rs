@@ -36,9 +36,9 @@ const EPOCH_ONE: u32 = 1 << 23;
 
 /// Spins (with a CPU pause) before sleeping: a write holds the lock for about a
 /// microsecond, often less than the two system calls sleeping would cost.
-/// (Under loom none: a spin is a yield, after which loom runs the holder to
-/// its release, so a waiter that spun would never check a live holder.)
-const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
+/// (Not under loom: there a spin is a yield, after which loom runs the holder
+/// to its release, so a waiter that spun would never check a live holder.)
+const SPINS: u32 = 100;
 
 /// The low half of a lock word (pid, waiters bit, epoch): the futex word.
 #[inline]
@@ -107,7 +107,8 @@ impl StripeLock<'_> {
         if self.try_lock(me) {
             return Some(Taken::Free);
         }
-        for _ in 0..SPINS {
+        let spins = if cfg!(loom) { 0 } else { SPINS };
+        for _ in 0..spins {
             spin_hint();
             if state_of(self.word.load(Ordering::Relaxed)) & PID_MASK == 0 && self.try_lock(me) {
                 return Some(Taken::Free);
