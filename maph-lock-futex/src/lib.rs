@@ -96,7 +96,8 @@
 //! be told from a reused pid; one 64-bit word closes that window.)
 //!
 //! The takeover is a CAS from the exact value judged dead to
-//! `pid | waiters | epoch + 1`: of several waiters judging the same value dead,
+//! `(start, pid | waiters | epoch + 1)`, the taker's own start time and pid:
+//! of several waiters judging the same value dead,
 //! exactly one succeeds, and the new epoch makes the word differ from the dead
 //! one even if the taker has the dead holder's pid. The taker then sets the
 //! region's *repair-pending* flag.
