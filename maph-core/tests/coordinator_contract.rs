@@ -2,7 +2,7 @@
 //! and a fencing test coordinator.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maph_core::{
@@ -94,33 +94,58 @@ fn a_deadline_is_honoured_and_counted() {
     assert!(stats.longest_wait >= Duration::from_millis(50));
 }
 
+/// A lock that counts the acquisition attempts made on it, so that a test can
+/// wait for the condition "a waiter is inside `acquire`" instead of sleeping.
+#[derive(Default)]
+struct Attempted {
+    gate: LocalGate,
+    attempts: AtomicU64,
+    counters: ContentionCounters,
+}
+
+impl WriteCoordinator for Attempted {
+    fn strategy(&self) -> Strategy {
+        Strategy::SINGLE_WRITER
+    }
+    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> maph_core::Result<Option<Ticket>> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        Ok(self.gate.acquire(access, wait).then(|| Ticket::new(access, scope)))
+    }
+    unsafe fn release(&self, ticket: Ticket) {
+        // SAFETY: forwarded from the caller's contract: the ticket is ours, once.
+        unsafe { self.gate.release(ticket.access) }
+    }
+    fn counters(&self) -> &ContentionCounters {
+        &self.counters
+    }
+}
+
 #[test]
 fn waits_are_measured_and_slow_waits_reported() {
-    let dir = maph_testkit::temp_dir();
-    let store = store_at(dir.path(), Config::new(64));
-    let writer = SingleWriter::new(&store).unwrap();
+    let lock = Attempted::default();
     let warnings = Arc::new(AtomicU64::new(0));
     let w = warnings.clone();
-    writer.counters().warn_on_slow_wait(Duration::from_millis(5), move |_| {
+    lock.counters().warn_on_slow_wait(Duration::from_millis(5), move |_| {
         w.fetch_add(1, Ordering::Relaxed);
     });
-    let held = writer.lock_exclusive(LockScope::Whole).unwrap();
-    let barrier = Barrier::new(2);
+    let held = lock.lock_exclusive(LockScope::Whole).unwrap();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| {
-            barrier.wait();
-            let _g = writer.lock_exclusive(LockScope::Whole).unwrap();
-        });
-        barrier.wait();
-        // The waiter is now blocked (or about to be) on the held lock; keep it
-        // there long enough to cross the warning threshold.
+        let waiter = s.spawn(|| drop(lock.lock_exclusive(LockScope::Whole).unwrap()));
+        // The guard path tries once without waiting, then waits: two attempts
+        // (after ours) mean the waiter has failed its try and is waiting.
+        let asked = Instant::now();
+        while lock.attempts.load(Ordering::SeqCst) < 3 {
+            assert!(asked.elapsed() < Duration::from_secs(30), "the waiter never started waiting");
+            std::thread::yield_now();
+        }
+        // A hold time past the warning threshold, not a wait for a condition.
         std::thread::sleep(Duration::from_millis(30));
         drop(held);
         waiter.join().unwrap();
     });
-    let stats = writer.contention();
+    let stats = lock.contention();
     assert_eq!((stats.acquisitions, stats.contended), (2, 1));
-    assert!(stats.total_wait >= Duration::from_millis(5), "{stats:?}");
+    assert!(stats.total_wait >= Duration::from_millis(30), "{stats:?}");
     assert_eq!(warnings.load(Ordering::Relaxed), 1);
 }
 
