@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use common::*;
 use maph_core::{lock_path, Error, LockScope, Mode, Store, WriteCoordinator};
 use maph_lock_fcntl::{FcntlCoordinator, Granularity, LockKind};
@@ -127,48 +124,6 @@ fn auto_picks_open_file_description_locks_here() {
     assert_eq!(lock.lock_path(), lock_path(&path));
     let ranged = FcntlCoordinator::byte_range(&store).unwrap();
     assert_eq!((ranged.lock_kind(), ranged.granularity()), (LockKind::OpenFileDescription, Granularity::ByteRange));
-}
-
-/// The slow-wait warning fires for a wait at or above its threshold, with the
-/// wait's length, and never below it. Another thread holds a key's window for
-/// 300 ms; we wait for it with a 20 ms threshold.
-#[test]
-fn a_slow_wait_is_reported_to_the_hook() {
-    let dir = maph_testkit::temp_dir();
-    let path = new_store(dir.path(), "slow.maph");
-    let store = Store::open(&path, Mode::ReadWrite).unwrap();
-    let threshold = Duration::from_millis(20);
-    let warnings = Arc::new(Mutex::new(Vec::new()));
-    let seen = warnings.clone();
-    let lock = FcntlCoordinator::byte_range(&store)
-        .unwrap()
-        .warn_on_slow_wait(threshold, move |w| seen.lock().unwrap().push(w));
-    let holder = FcntlCoordinator::byte_range(&store)
-        .unwrap()
-        .warn_on_slow_wait(Duration::from_secs(3600), |w| panic!("no wait here reaches an hour: {w:?}"));
-
-    let scope = store.scope_of(b"hot");
-    let guard = holder.lock_exclusive(scope).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            // A hold time, not a wait for a condition.
-            std::thread::sleep(Duration::from_millis(300));
-            drop(guard);
-        });
-        increment(&store, &lock, b"hot");
-    });
-    drop(holder.lock_exclusive(scope).unwrap());
-
-    let stats = lock.contention();
-    let warnings = warnings.lock().unwrap().clone();
-    println!("{stats:?}, warnings {warnings:?}");
-    if stats.longest_wait >= threshold {
-        assert_eq!(warnings, vec![stats.longest_wait], "one warning, carrying the wait");
-    } else {
-        // Only if this thread was starved for ~300 ms before its first attempt.
-        assert!(warnings.is_empty());
-        eprintln!("note: the wait was only {:?}; the warning path was not exercised", stats.longest_wait);
-    }
 }
 
 /// A lock file deleted and recreated while a coordinator runs would split the

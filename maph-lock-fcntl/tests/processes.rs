@@ -125,6 +125,15 @@ fn a_holder_killed_by_sigkill_blocks_no_one() {
     }
 }
 
+/// A wait past the slow-wait threshold (on a holder in another process) is
+/// reported to the hook, once, with its length.
+#[test]
+fn a_slow_wait_is_reported_to_the_hook() {
+    for variant in [OFD_RANGE, CLASSIC_RANGE] {
+        contract("a_slow_wait_is_reported_to_the_hook", variant).slow_waits_are_reported();
+    }
+}
+
 /// A read-only handle, a store of another strategy and another store's
 /// coordinator are refused, in every variant.
 #[test]

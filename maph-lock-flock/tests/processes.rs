@@ -69,6 +69,13 @@ fn a_deadline_is_honoured_while_another_process_holds_the_lock() {
         .deadline_is_honoured_while_another_process_holds_the_lock();
 }
 
+/// A wait past the slow-wait threshold (on a holder in another process) is
+/// reported to the hook, once, with its length.
+#[test]
+fn a_slow_wait_is_reported_to_the_hook() {
+    contract("a_slow_wait_is_reported_to_the_hook").slow_waits_are_reported();
+}
+
 /// A read-only handle, a store of another strategy and another store's
 /// coordinator are refused.
 #[test]

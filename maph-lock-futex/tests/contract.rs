@@ -60,3 +60,11 @@ fn writers_that_may_not_write_are_refused() {
         contract("writers_that_may_not_write_are_refused", mode).writers_that_may_not_write_are_refused();
     }
 }
+
+/// A wait past the slow-wait threshold is reported to the hook, once.
+#[test]
+fn a_slow_wait_is_reported_to_the_hook() {
+    for mode in MODES {
+        contract("a_slow_wait_is_reported_to_the_hook", mode).slow_waits_are_reported();
+    }
+}

@@ -243,6 +243,58 @@ where
         drop(lock.lock_exclusive_for(LockScope::Whole, GENEROUS).expect("free once the holder released it"));
     }
 
+    /// A wait at or above the coordinator's slow-wait threshold is reported to
+    /// its hook, once, with the wait's length; an acquisition that does not
+    /// wait reports nothing. Another process holds the whole store for 300 ms
+    /// (a hold time) while we wait with a 20 ms threshold.
+    pub fn slow_waits_are_reported(&self) {
+        const ROLE: &str = "slow-holder";
+        if let Some(ctx) = self.my_child(ROLE) {
+            let (_store, lock) = self.open(&ctx.args()[1]);
+            let guard = lock.lock_exclusive(LockScope::Whole).expect("lock");
+            ctx.report("locked", 1);
+            ctx.wait_for_start(); // the parent lets go after the hold time
+            drop(guard);
+            ctx.exit();
+        }
+        if child(&self.test).is_some() {
+            return;
+        }
+        let label = &self.label;
+        let dir = crate::temp_dir();
+        let path = self.new_store(dir.path(), "slow.maph");
+        let mut holder = self.spawn(ROLE, &self.args(&path, &[]));
+        holder.wait_for_report("locked");
+        let (_store, lock) = self.open(&path);
+        let threshold = Duration::from_millis(20);
+        let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = warnings.clone();
+        lock.counters().warn_on_slow_wait(threshold, move |waited| seen.lock().unwrap().push(waited));
+        assert!(lock.try_lock_exclusive(LockScope::Whole).unwrap().is_none(), "{label}: the holder holds the lock");
+
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300)); // the hold time
+            holder.start();
+            holder.finish_ok();
+        });
+        drop(lock.lock_exclusive_for(LockScope::Whole, GENEROUS).expect("the lock after the holder let go"));
+        releaser.join().unwrap();
+        drop(lock.lock_exclusive(LockScope::Whole).unwrap()); // free now: no wait, no warning
+
+        let stats = lock.contention();
+        let warnings = warnings.lock().unwrap().clone();
+        println!("{label}: {stats:?}, warnings {warnings:?}");
+        assert_eq!((stats.acquisitions, stats.timeouts), (2, 1), "{label}: {stats:?}");
+        if stats.longest_wait >= threshold {
+            assert_eq!(stats.contended, 1, "{label}: {stats:?}");
+            assert_eq!(warnings, vec![stats.longest_wait], "{label}: one warning, carrying the wait");
+        } else {
+            // Only if this thread was starved for ~300 ms before its first attempt.
+            assert!(warnings.is_empty(), "{label}: a warning below the threshold: {warnings:?}");
+            eprintln!("{label}: note: the wait was only {:?}; the warning path was not exercised", stats.longest_wait);
+        }
+    }
+
     /// Reader threads holding shared guards never see half of a two-key write
     /// made by a writer process (a consistent multi-key view).
     pub fn shared_guards_give_a_consistent_view_of_several_keys(&self, writes: u64) {
