@@ -163,8 +163,7 @@ impl FutexCoordinator {
             slot_count: store.slot_count(),
             // At most 47 stripes: the mask fits a u64 with room to spare.
             all_stripes: (1u64 << stripes) - 1,
-            // One counting cell per stripe: see `count_immediate`.
-            counters: ContentionCounters::with_held_cells(stripes as usize),
+            counters: ContentionCounters::new(),
             repair_counters: ContentionCounters::new(),
             recovery: RecoveryCounters::default(),
             region,
@@ -368,15 +367,6 @@ impl WriteCoordinator for FutexCoordinator {
     #[inline]
     fn counters(&self) -> &ContentionCounters {
         &self.counters
-    }
-
-    /// Counts in the cell of the ticket's lowest stripe, which we hold: every
-    /// thread of this process that counts there holds that stripe's word, so
-    /// a plain load and store is exact (see `record_immediate_under`), and it
-    /// saves the guard path a locked add.
-    #[inline]
-    fn count_immediate(&self, ticket: &Ticket) {
-        self.counters.record_immediate_under(ticket.private.trailing_zeros() as usize);
     }
 
     fn bound_store(&self) -> Option<StoreId> {

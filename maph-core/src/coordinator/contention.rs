@@ -2,8 +2,7 @@
 //!
 //! The guard methods of [`WriteCoordinator`](super::WriteCoordinator) try the
 //! lock once without waiting; only when that fails do they read the clock. So an
-//! uncontended acquisition costs one relaxed counter increment here (or, for a
-//! coordinator with per-lock counting cells, a plain load and store), and waits
+//! uncontended acquisition costs one relaxed counter increment here, and waits
 //! are measured exactly where they happen.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,10 +34,6 @@ pub type SlowWaitHook = Arc<dyn Fn(Duration) + Send + Sync>;
 #[derive(Default)]
 pub struct ContentionCounters {
     acquisitions: AtomicU64,
-    /// Uncontended acquisitions counted under a lock (see
-    /// [`record_immediate_under`](Self::record_immediate_under)), one cache
-    /// line per cell so that holders of different locks do not share a line.
-    held_cells: Box<[HeldCell]>,
     contended: AtomicU64,
     timeouts: AtomicU64,
     total_wait_ns: AtomicU64,
@@ -58,36 +53,10 @@ impl ContentionCounters {
         Self::default()
     }
 
-    /// Fresh counters with `cells` counting cells for
-    /// [`record_immediate_under`](Self::record_immediate_under), one per lock
-    /// the coordinator keeps (a striped lock: one per stripe).
-    pub fn with_held_cells(cells: usize) -> Self {
-        ContentionCounters { held_cells: (0..cells).map(|_| HeldCell::default()).collect(), ..Self::default() }
-    }
-
     /// Records an acquisition that did not wait.
     #[inline]
     pub fn record_immediate(&self) {
         self.acquisitions.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records an acquisition that did not wait, in counting cell `cell`,
-    /// without a read-modify-write: a load and a store, where
-    /// [`record_immediate`](Self::record_immediate) needs a locked add.
-    ///
-    /// The count is exact only if the caller holds, across every thread that
-    /// shares these counters, an exclusive lock that cell `cell` stands for:
-    /// then no two increments of the cell overlap, and each holder's Acquire
-    /// of the lock makes the previous holder's store visible to its load (the
-    /// lock's Release/Acquire pair orders them; Relaxed suffices here). A
-    /// caller that breaks this loses counts, nothing worse. A `cell` out of
-    /// range falls back to `record_immediate`.
-    #[inline]
-    pub fn record_immediate_under(&self, cell: usize) {
-        match self.held_cells.get(cell) {
-            Some(HeldCell(count)) => count.store(count.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed),
-            None => self.record_immediate(),
-        }
     }
 
     /// Records an acquisition that waited `waited`.
@@ -123,8 +92,7 @@ impl ContentionCounters {
     /// The figures so far.
     pub fn snapshot(&self) -> ContentionStats {
         ContentionStats {
-            acquisitions: self.acquisitions.load(Ordering::Relaxed)
-                + self.held_cells.iter().map(|HeldCell(count)| count.load(Ordering::Relaxed)).sum::<u64>(),
+            acquisitions: self.acquisitions.load(Ordering::Relaxed),
             contended: self.contended.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             total_wait: Duration::from_nanos(self.total_wait_ns.load(Ordering::Relaxed)),
@@ -132,11 +100,6 @@ impl ContentionCounters {
         }
     }
 }
-
-/// One counting cell on a cache line of its own.
-#[derive(Default)]
-#[repr(align(64))]
-struct HeldCell(AtomicU64);
 
 #[cfg(test)]
 mod tests {
@@ -160,16 +123,5 @@ mod tests {
         assert_eq!(s.total_wait, Duration::from_millis(13));
         assert_eq!(s.longest_wait, Duration::from_millis(9));
         assert_eq!(warned.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn counts_under_a_lock_add_to_the_acquisitions() {
-        let c = ContentionCounters::with_held_cells(3);
-        c.record_immediate();
-        c.record_immediate_under(0);
-        c.record_immediate_under(2);
-        c.record_immediate_under(2);
-        c.record_immediate_under(7); // no such cell: counted the ordinary way
-        assert_eq!(c.snapshot().acquisitions, 5);
     }
 }

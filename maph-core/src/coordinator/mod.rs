@@ -135,18 +135,6 @@ pub trait WriteCoordinator: Send + Sync {
     /// The contention counters of this coordinator.
     fn counters(&self) -> &ContentionCounters;
 
-    /// Counts an acquisition that got `ticket` without waiting; the guard
-    /// methods call it once per such acquisition, before the guard exists.
-    /// Default: [`ContentionCounters::record_immediate`], one relaxed atomic
-    /// add. A coordinator that holds an exclusive lock for the ticket may count
-    /// in that lock's cell instead ([`ContentionCounters::record_immediate_under`]),
-    /// which needs no read-modify-write.
-    #[inline]
-    fn count_immediate(&self, ticket: &Ticket) {
-        let _ = ticket;
-        self.counters().record_immediate();
-    }
-
     /// False only for coordinators that do not actually exclude writers
     /// ([`Uncoordinated`]). The store then never assumes an odd slot inside a
     /// locked scope was abandoned.
@@ -255,7 +243,7 @@ pub trait WriteCoordinator: Send + Sync {
 /// then the guard), and the caller's wide reloads of fields just stored
 /// narrowly stall on store forwarding: inlining this, the guard methods and
 /// the guard's drop took the futex lock's uncontended lock + unlock from 28 ns
-/// to 11 ns on the benchmark machine.
+/// to 12–14 ns on the benchmark machine.
 #[inline(always)]
 fn timed_acquire<C: WriteCoordinator + ?Sized>(
     coordinator: &C,
@@ -265,7 +253,7 @@ fn timed_acquire<C: WriteCoordinator + ?Sized>(
 ) -> Result<Option<Ticket>> {
     match coordinator.acquire(access, scope, Wait::Never) {
         Ok(Some(ticket)) => {
-            coordinator.count_immediate(&ticket);
+            coordinator.counters().record_immediate();
             Ok(Some(ticket))
         }
         Ok(None) => wait_to_acquire(coordinator, access, scope, wait),
@@ -327,9 +315,6 @@ macro_rules! forward_coordinator {
             }
             fn counters(&self) -> &ContentionCounters {
                 (**self).counters()
-            }
-            fn count_immediate(&self, ticket: &Ticket) {
-                (**self).count_immediate(ticket)
             }
             fn excludes_writers(&self) -> bool {
                 (**self).excludes_writers()
