@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use maph_core::format::DEFAULT_SLOT_SIZE;
 
@@ -13,9 +14,16 @@ pub const DEFAULT_SLOTS: u64 = 10_000;
 /// the largest slot is 1 MiB, so this default refuses nothing a store could hold.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Default cap on the file size of a store created over HTTP, so one request
-/// cannot claim the whole disk.
+/// Default cap on the file size of a store, created over HTTP or grown by the
+/// server, so one client cannot claim the whole disk.
 pub const DEFAULT_MAX_STORE_BYTES: u64 = 16 << 30;
+
+/// Default cap on the items of one `POST /stores/{name}/batch`.
+pub const DEFAULT_MAX_BATCH: usize = 10_000;
+
+/// Default time a read waits for a slot that stays mid-write before it answers
+/// 503 (maph-core's default read patience).
+pub const DEFAULT_READ_PATIENCE: Duration = maph_core::DEFAULT_READ_PATIENCE;
 
 /// Everything a [`Server`](crate::Server) needs to start.
 ///
@@ -40,8 +48,14 @@ pub struct ServerConfig {
     pub default_slots: u64,
     /// Slot size of a store created without a `slot_size` parameter.
     pub default_slot_size: u32,
-    /// Largest store file `POST /stores/{name}` may create.
+    /// Largest store file `POST /stores/{name}` may create or a store may grow to.
     pub max_store_bytes: u64,
+    /// Most items (pairs or keys) in one batch request.
+    pub max_batch: usize,
+    /// How long a read waits for a slot that stays mid-write (a writer in
+    /// another process stopped inside a write, say) before answering 503. The
+    /// wait happens on a blocking thread, never on an async worker.
+    pub read_patience: Duration,
     /// Writes that may wait in one store's queue before senders wait too.
     pub queue_capacity: usize,
     /// Most queued writes committed together in one group.
@@ -60,6 +74,8 @@ impl ServerConfig {
             default_slots: DEFAULT_SLOTS,
             default_slot_size: DEFAULT_SLOT_SIZE,
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
+            read_patience: DEFAULT_READ_PATIENCE,
             queue_capacity: 1024,
             max_group: 256,
         }
@@ -106,9 +122,13 @@ pub struct ServeArgs {
     /// Slot size (bytes, a multiple of 64) of a store created without `?slot_size=`.
     #[arg(long, default_value_t = DEFAULT_SLOT_SIZE)]
     pub default_slot_size: u32,
-    /// Largest store file, in bytes, that `POST /stores/{name}` may create.
+    /// Largest store file, in bytes, that `POST /stores/{name}` may create or
+    /// that a store may grow to.
     #[arg(long, default_value_t = DEFAULT_MAX_STORE_BYTES)]
     pub max_store_bytes: u64,
+    /// Most pairs or keys in one `POST /stores/{name}/batch`.
+    #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
 }
 
 impl ServeArgs {
@@ -121,6 +141,9 @@ impl ServeArgs {
         if self.max_body_bytes == 0 {
             return Err("--max-body-bytes must be at least 1".into());
         }
+        if self.max_batch == 0 {
+            return Err("--max-batch must be at least 1".into());
+        }
         Ok(ServerConfig {
             bind: self.bind,
             port: self.port,
@@ -129,6 +152,7 @@ impl ServeArgs {
             default_slots: self.default_slots,
             default_slot_size: self.default_slot_size,
             max_store_bytes: self.max_store_bytes,
+            max_batch: self.max_batch,
             ..ServerConfig::new(data_dir)
         })
     }

@@ -1,10 +1,16 @@
 //! Every error the API returns: a status code and `{"error": "..."}`.
 
-use axum::body::Body;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
 use maph_core::Error;
 
 /// An HTTP error with a JSON body `{"error": message}`.
@@ -55,6 +61,9 @@ impl From<Error> for ApiError {
         let status = match &error {
             Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TableFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             Error::InvalidConfig(_) => StatusCode::BAD_REQUEST,
             // Another process writes this store: a conflict the operator resolves.
             Error::WriterBusy { .. } | Error::StrategyMismatch { .. } => StatusCode::CONFLICT,
@@ -94,8 +103,8 @@ pub(crate) fn json_error_response(status: StatusCode, message: &str) -> Response
 /// The largest error body from axum's own rejections we turn into a message.
 const MAX_REJECTION_TEXT: usize = 4096;
 
-/// Middleware: every error response leaves as JSON, and closes a connection
-/// whose request body may be left unread.
+/// Middleware: every error response leaves as JSON, and only an error whose
+/// request body was left unread closes the connection.
 ///
 /// - Any error that is not JSON yet (axum's own rejections for a bad path, a
 ///   405, a body over the limit) is rewritten as `{"error": "..."}`, so every
@@ -103,20 +112,64 @@ const MAX_REJECTION_TEXT: usize = 4096;
 /// - An error answered before the request body was read (a bad store name, a
 ///   missing token) leaves that body in the connection; hyper then drops the
 ///   connection, and a client that reuses it from its pool sees a reset on its
-///   *next* request. `Connection: close` says so up front.
+///   *next* request. `Connection: close` says so up front. An error answered
+///   after the body was read whole (a 404 key, a 413 value, a 507) keeps the
+///   connection open like any other answer.
 pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
     let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
         || request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
+    let (request, body_read) = if has_body { track_body(request) } else { (request, Arc::new(AtomicBool::new(true))) };
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let mut response = as_json(response).await;
-    if has_body {
+    // Acquire: pairs with the Release store of the body's last frame.
+    if !body_read.load(Ordering::Acquire) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Replaces the request's body by one that raises a flag once it has been read
+/// to its end.
+fn track_body(request: Request) -> (Request, Arc<AtomicBool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let tracked = TrackedBody { inner: body, done: done.clone() };
+    (Request::from_parts(parts, Body::new(tracked)), done)
+}
+
+/// A request body that records when it has been read to its end.
+struct TrackedBody {
+    inner: Body,
+    done: Arc<AtomicBool>,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream();
+        if ended {
+            self.done.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn as_json(response: Response) -> Response {

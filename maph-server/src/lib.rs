@@ -44,19 +44,25 @@
 
 mod auth;
 mod config;
+mod dashboard;
 mod error;
+mod metrics;
 mod name;
-mod optimize;
+mod prometheus;
+mod rebuild;
 mod registry;
 mod routes;
 mod served;
 mod server;
 mod writer;
 
-pub use config::{ServeArgs, ServerConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_STORE_BYTES, DEFAULT_SLOTS};
+pub use config::{
+    ServeArgs, ServerConfig, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_STORE_BYTES, DEFAULT_READ_PATIENCE,
+    DEFAULT_SLOTS,
+};
 pub use error::ApiError;
+pub use metrics::WriterStatsSnapshot;
 pub use name::{StoreName, MAX_NAME_LEN};
-pub use optimize::OptimizeReport;
-pub use served::WriterStatsSnapshot;
+pub use rebuild::OptimizeReport;
 pub use server::{init_logging, run_until_signal, shutdown_signal, Server, ServerError, ServerHandle};
 pub use writer::{WriteOp, WriteOutcome};

@@ -1,95 +1,76 @@
 //! One served store: its current mapping (for reads on any thread) and the
 //! queue to its writer thread (for writes).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam::channel::{bounded, Sender, TrySendError};
-use maph_core::{ContentionStats, Error, Mode, SingleWriter, Store};
+use maph_core::{Error, Mode, SingleWriter, Store};
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
-use crate::optimize::OptimizeReport;
-use crate::writer::{Job, WriteOp, WriteOutcome, WriterLoop};
+use crate::metrics::StoreMetrics;
+use crate::rebuild::OptimizeReport;
+use crate::writer::{Growth, Job, WriteOp, WriteOutcome, WriterLoop};
 use crate::StoreName;
+
+/// The file a store is served from, mapped twice: the writer's handle, whose
+/// reads wait for a slot mid-write up to the server's read patience, and a
+/// read-only handle that never waits, for reads on async worker threads.
+pub(crate) struct Mapping {
+    /// The writer thread's handle (also used for reads that may wait, on
+    /// blocking threads only).
+    pub store: Arc<Store>,
+    /// Zero patience: a read that meets a slot mid-write fails at once with
+    /// `SlotBusy` (after a few spins) instead of blocking its thread.
+    quick: Store,
+}
+
+impl Mapping {
+    /// Maps `store`'s file a second time for quick reads.
+    pub fn open(store: Arc<Store>) -> Result<Mapping, Error> {
+        let quick = Store::open(store.path(), Mode::ReadOnly)?.with_read_patience(Duration::ZERO);
+        Ok(Mapping { store, quick })
+    }
+}
 
 /// State the request handlers and the writer thread share.
 pub(crate) struct Shared {
     pub name: StoreName,
-    /// The mapping reads use. The writer thread replaces it after an optimize;
+    /// The mapping reads use. The writer thread replaces it after a rebuild;
     /// a reader holding the old `Arc` finishes on the old mapping, which holds
-    /// the same entries (writes wait while the writer thread rebuilds).
-    pub current: RwLock<Arc<Store>>,
-    pub stats: WriterStats,
+    /// the same entries as the new file had when it was swapped in.
+    pub current: RwLock<Arc<Mapping>>,
+    pub metrics: Arc<StoreMetrics>,
 }
 
-/// Counters of the writer thread, for `GET /stores/{name}/stats`.
-#[derive(Default)]
-pub(crate) struct WriterStats {
-    commits: AtomicU64,
-    writes: AtomicU64,
-    largest_group: AtomicU64,
-    pub optimizations: AtomicU64,
-    contention: Mutex<ContentionStats>,
-}
-
-impl WriterStats {
-    pub fn record_commit(&self, writes: usize) {
-        // Relaxed: independent statistics, read only for display.
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
-        self.largest_group.fetch_max(writes as u64, Ordering::Relaxed);
+impl Shared {
+    pub fn new(name: StoreName, mapping: Mapping, metrics: Arc<StoreMetrics>) -> Shared {
+        Shared { name, current: RwLock::new(Arc::new(mapping)), metrics }
     }
 
-    pub fn publish_contention(&self, stats: ContentionStats) {
-        *self.contention.lock() = stats;
-    }
-
-    pub fn snapshot(&self) -> WriterStatsSnapshot {
-        let contention = *self.contention.lock();
-        WriterStatsSnapshot {
-            commits: self.commits.load(Ordering::Relaxed),
-            writes: self.writes.load(Ordering::Relaxed),
-            largest_group: self.largest_group.load(Ordering::Relaxed),
-            optimizations: self.optimizations.load(Ordering::Relaxed),
-            lock_acquisitions: contention.acquisitions,
-            lock_contended: contention.contended,
-            lock_wait_total_us: contention.total_wait.as_micros() as u64,
-            lock_wait_longest_us: contention.longest_wait.as_micros() as u64,
-        }
+    /// The mapping to read from now.
+    pub fn mapping(&self) -> Arc<Mapping> {
+        self.current.read().clone()
     }
 }
 
-/// The writer thread's figures as the stats endpoint shows them.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct WriterStatsSnapshot {
-    /// Commits made (a group commit counts once).
-    pub commits: u64,
-    /// Writes committed.
-    pub writes: u64,
-    /// Most writes committed together.
-    pub largest_group: u64,
-    /// Optimizes completed.
-    pub optimizations: u64,
-    /// Acquisitions of the writer's lock.
-    pub lock_acquisitions: u64,
-    /// Acquisitions that waited (always 0: only the writer thread writes).
-    pub lock_contended: u64,
-    /// Time spent waiting for the lock, summed, in microseconds.
-    pub lock_wait_total_us: u64,
-    /// The longest wait for the lock, in microseconds.
-    pub lock_wait_longest_us: u64,
+/// How every served store is run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoreSettings {
+    pub queue_capacity: usize,
+    pub max_group: usize,
+    pub growth: Growth,
+    pub read_patience: Duration,
 }
 
 /// A store the server serves: the writer lease is held by its writer thread
 /// for as long as the store is served.
 pub(crate) struct ServedStore {
     pub shared: Arc<Shared>,
-    pub path: PathBuf,
     queue: Sender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -97,24 +78,31 @@ pub(crate) struct ServedStore {
 impl ServedStore {
     /// Opens the store at `path` for writing, takes its writer lease (failing
     /// with `WriterBusy` if another process holds it) and starts its writer thread.
-    pub fn open(name: StoreName, path: &Path, queue_capacity: usize, max_group: usize) -> Result<ServedStore, Error> {
-        let store = Arc::new(Store::open(path, Mode::ReadWrite)?);
+    pub fn open(name: StoreName, path: &std::path::Path, settings: StoreSettings) -> Result<ServedStore, Error> {
+        let store = Arc::new(Store::open(path, Mode::ReadWrite)?.with_read_patience(settings.read_patience));
         let lease = SingleWriter::new(&store)?;
         let repaired = lease.repair_report();
         if !repaired.is_clean() {
             tracing::warn!(store = %name, finished = repaired.finished.len(), cleared = repaired.cleared.len(),
                 "repaired slots a crashed writer left mid-write");
         }
-        let shared =
-            Arc::new(Shared { name: name.clone(), current: RwLock::new(store.clone()), stats: WriterStats::default() });
-        let (queue, jobs) = bounded(queue_capacity.max(1));
-        let writer =
-            WriterLoop { shared: shared.clone(), store, lease: Some(lease), jobs, max_group: max_group.max(1) };
+        let mapping = Mapping::open(store.clone())?;
+        let shared = Arc::new(Shared::new(name.clone(), mapping, Arc::new(StoreMetrics::default())));
+        let (queue, jobs) = bounded(settings.queue_capacity.max(1));
+        let writer = WriterLoop::new(
+            shared.clone(),
+            store,
+            lease,
+            jobs,
+            settings.max_group,
+            settings.growth,
+            settings.read_patience,
+        );
         let thread = std::thread::Builder::new()
             .name(format!("maph-writer-{name}"))
             .spawn(move || writer.run())
             .map_err(|e| Error::io("could not start a writer thread", e))?;
-        Ok(ServedStore { shared, path: path.to_path_buf(), queue, thread: Mutex::new(Some(thread)) })
+        Ok(ServedStore { shared, queue, thread: Mutex::new(Some(thread)) })
     }
 
     /// The name it is served under.
@@ -123,8 +111,51 @@ impl ServedStore {
     }
 
     /// The mapping to read from now.
-    pub fn current(&self) -> Arc<Store> {
-        self.shared.current.read().clone()
+    pub fn mapping(&self) -> Arc<Mapping> {
+        self.shared.mapping()
+    }
+
+    /// The value of `key`. Read lock-free on the calling (async) thread; only a
+    /// read that meets a slot mid-write waits, and it waits on a blocking thread.
+    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, ApiError> {
+        self.shared.metrics.count_reads(1);
+        let mapping = self.mapping();
+        match mapping.quick.get(&key) {
+            Err(Error::SlotBusy { .. }) => self.read_waiting(mapping, move |store| store.get(&key)).await,
+            other => other.map_err(ApiError::from),
+        }
+    }
+
+    /// The values of `keys`, in one lock-free pass over one mapping (retried on
+    /// a blocking thread if a slot is mid-write).
+    pub async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, ApiError> {
+        self.shared.metrics.count_reads(keys.len());
+        let mapping = self.mapping();
+        let pass = |store: &Store, keys: &[Vec<u8>]| keys.iter().map(|k| store.get(k)).collect::<Result<Vec<_>, _>>();
+        match pass(&mapping.quick, &keys) {
+            Err(Error::SlotBusy { .. }) => self.read_waiting(mapping, move |store| pass(store, &keys)).await,
+            other => other.map_err(ApiError::from),
+        }
+    }
+
+    /// Runs a read that may wait for busy slots on a blocking thread, counted
+    /// in the metrics while it waits.
+    pub async fn read_waiting<T: Send + 'static>(
+        &self,
+        mapping: Arc<Mapping>,
+        read: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let metrics = self.shared.metrics.clone();
+        metrics.read_waits.fetch_add(1, Ordering::Relaxed);
+        metrics.reads_waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = WaitingRead(metrics);
+        tokio::task::spawn_blocking(move || {
+            let _waiting = waiting; // counted until the read ends, even if the client left
+            read(&mapping.store)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("a read failed: {e}")))?
+        .map_err(ApiError::from)
     }
 
     /// Queues `op` and waits for its own result.
@@ -132,7 +163,12 @@ impl ServedStore {
         self.ask(|reply| Job::Write { op, reply }).await
     }
 
-    /// Rebuilds and swaps the store (on the writer thread, between writes).
+    /// Queues `ops` as one commit and waits for its result.
+    pub async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, ApiError> {
+        self.ask(|reply| Job::Batch { ops, reply }).await
+    }
+
+    /// Rebuilds the store sized for its keys and swaps it in.
     pub async fn optimize(&self) -> Result<OptimizeReport, ApiError> {
         self.ask(|reply| Job::Optimize { reply }).await
     }
@@ -154,15 +190,12 @@ impl ServedStore {
                 }
             }
         }
-        match answer.await {
-            Ok(result) => result.map_err(ApiError::from),
-            Err(_) => Err(ApiError::shutting_down()),
-        }
+        answer.await.unwrap_or_else(|_| Err(ApiError::shutting_down()))
     }
 
     /// Lets the writer thread finish every queued write, flush and stop; waits
     /// for it. Blocking: call it off the async runtime.
-    pub fn close(&self) -> Result<(), Error> {
+    pub fn close(&self) -> Result<(), ApiError> {
         let Some(thread) = self.thread.lock().take() else { return Ok(()) };
         let (reply, answer) = oneshot::channel();
         let flushed = if self.queue.send(Job::Shutdown { reply }).is_ok() {
@@ -171,12 +204,18 @@ impl ServedStore {
             Ok(())
         };
         if thread.join().is_err() {
-            return Err(Error::io(
-                format!("the writer thread of {} panicked", self.shared.name),
-                std::io::Error::other("writer thread panicked"),
-            ));
+            return Err(ApiError::internal(format!("the writer thread of {} panicked", self.shared.name)));
         }
         flushed
+    }
+}
+
+/// Counts one read waiting on a blocking thread until dropped.
+struct WaitingRead(Arc<StoreMetrics>);
+
+impl Drop for WaitingRead {
+    fn drop(&mut self) {
+        self.0.reads_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

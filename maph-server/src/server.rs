@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::metrics::HttpMetrics;
 use crate::registry::{NewStore, Registry};
 use crate::routes::{router, AppState};
 use crate::ServerConfig;
@@ -66,6 +67,8 @@ impl Server {
             token: config.token.map(Arc::from),
             defaults: NewStore { slots: config.default_slots, slot_size: config.default_slot_size },
             max_body_bytes: config.max_body_bytes,
+            max_batch: config.max_batch,
+            http: Arc::new(HttpMetrics::new()),
         };
         Ok(Server { listener, state })
     }

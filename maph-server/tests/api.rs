@@ -151,16 +151,70 @@ fn too_large_keys_values_and_bodies_get_413_with_the_limit() {
 }
 
 #[test]
-fn a_full_store_answers_507_and_keeps_what_it_has() {
+fn a_small_store_grows_instead_of_answering_507() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, api) = start(dir.path(), |c| c);
-    api.post("/stores/tiny?slots=4"); // four slots, every key's window is the whole table
-    for i in 0..4 {
-        assert_eq!(api.put(&format!("/stores/tiny/keys/k{i}"), b"v").status, 201);
+    assert_eq!(api.post("/stores/tiny?slots=4").status, 201); // every key's window is the whole table
+    for i in 0..300 {
+        assert_eq!(api.put(&format!("/stores/tiny/keys/k{i}"), format!("{i}").as_bytes()).status, 201, "k{i}");
     }
-    api.put("/stores/tiny/keys/k4", b"v").assert_error(507, "full");
-    assert_eq!(api.put("/stores/tiny/keys/k0", b"updated").status, 200, "updating a present key still works");
-    assert_eq!(api.get("/stores/tiny/stats").json()["size"], 4);
+    let stats = api.get("/stores/tiny/stats").json();
+    assert_eq!(stats["size"], 300);
+    assert!(stats["slots"].as_u64().unwrap() >= 600, "{stats}");
+    assert!(stats["writer"]["growths"].as_u64().unwrap() >= 2, "{stats}");
+    for i in 0..300 {
+        assert_eq!(api.get(&format!("/stores/tiny/keys/k{i}")).json()["value"], format!("{i}"));
+    }
+}
+
+#[test]
+fn a_store_at_the_size_limit_answers_507_and_keeps_the_connection_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for a 4-slot store of 512-byte slots, and not for twice that.
+    let (_server, api) = start(dir.path(), |mut c| {
+        c.max_store_bytes = maph_core::format::HEADER_SIZE as u64 + 4 * 512;
+        c
+    });
+    assert_eq!(api.post("/stores/capped?slots=4").status, 201);
+    let mut refused = None;
+    for i in 0..5 {
+        let reply = api.put(&format!("/stores/capped/keys/k{i}"), b"v");
+        match reply.status {
+            201 => {}
+            507 => {
+                refused = Some(reply);
+                break;
+            }
+            other => panic!("unexpected {other}: {reply:?}"),
+        }
+    }
+    let refused = refused.expect("the fifth key cannot fit four slots");
+    refused.assert_error(507, "--max-store-bytes");
+    assert_eq!(refused.header("connection"), None, "an ordinary error keeps the connection open");
+    assert_eq!(api.put("/stores/capped/keys/k0", b"updated").status, 200, "updating a present key still works");
+    let stats = api.get("/stores/capped/stats").json();
+    assert_eq!((stats["size"].as_u64(), stats["slots"].as_u64()), (Some(4), Some(4)));
+}
+
+#[test]
+fn ordinary_errors_keep_the_connection_open_and_unread_bodies_close_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = start(dir.path(), |c| c.token(Some("t".into())));
+    let api = Api::new(server.url()).with_token("t");
+    assert_eq!(api.post("/stores/c?slot_size=128").status, 201);
+    for reply in [
+        api.put("/stores/nostore/keys/k", b"v"),
+        api.put("/stores/c/keys/k", &[b'v'; 200]),
+        api.post_body("/stores/c/batch", b"{not json"),
+        api.delete("/stores/c/keys/absent"),
+    ] {
+        assert!(reply.status >= 400, "{reply:?}");
+        assert_eq!(reply.header("connection"), None, "{reply:?}");
+    }
+    // Refused before the body was read: the connection cannot be reused.
+    let unread = Api::new(server.url()).put("/stores/c/keys/k", b"v");
+    unread.assert_error(401, "token");
+    assert_eq!(unread.header("connection"), Some("close"));
 }
 
 #[test]
@@ -179,7 +233,7 @@ fn stats_report_geometry_generation_and_the_writer() {
     assert_eq!(stats["strategy"], "single-writer");
     assert_eq!(stats["writer"]["writes"], 10);
     assert!(stats["generation"].as_u64().unwrap() >= 1 && stats["generation"].as_u64().unwrap() <= 10);
-    assert_eq!(stats["path"], dir.path().join("s.maph").display().to_string());
+    assert_eq!(stats["file"], "s.maph");
 }
 
 #[test]
@@ -214,7 +268,7 @@ fn optimize_rebuilds_to_fit_and_keeps_every_key() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("optimizing"))
+        .filter(|n| n.contains("rebuilding"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -274,9 +328,15 @@ fn stores_in_the_data_dir_are_served_at_start_and_when_they_appear() {
     let (_server, api) = start(dir.path(), |c| c);
     assert_eq!(api.get("/stores/early/keys/e").json()["value"], "seeded");
     seed("late", b"l"); // made by another tool while the server runs
-    assert_eq!(api.get("/stores/late/keys/l").json()["value"], "seeded");
-    assert_eq!(api.put("/stores/late/keys/l", b"served").status, 200);
-    assert_eq!(api.get("/stores").json().as_array().unwrap().len(), 2);
+    api.get("/stores/late/keys/l").assert_error(404, "Store not found"); // a read serves nothing
+    assert_eq!(api.put("/stores/late/keys/l", b"served").status, 200, "a write serves it");
+    assert_eq!(api.get("/stores/late/keys/l").json()["value"], "served");
+    seed("rescanned", b"r");
+    let rescan = api.post("/rescan").json();
+    assert_eq!(rescan["adopted"], json!(["rescanned"]));
+    assert_eq!(rescan["skipped"][0]["file"], "not.a.store.maph");
+    assert_eq!(api.get("/stores/rescanned/keys/r").json()["value"], "seeded");
+    assert_eq!(api.get("/stores").json().as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -287,8 +347,9 @@ fn a_store_another_process_writes_is_reported_not_served() {
     let store = Store::open(&path, Mode::ReadWrite).unwrap();
     let _lease = SingleWriter::new(&store).unwrap(); // as another writer process would
     let (_server, api) = start(dir.path(), |c| c);
-    api.get("/stores/taken/keys/k").assert_error(409, "single-writer lease");
+    api.get("/stores/taken/keys/k").assert_error(404, "Store not found");
     api.put("/stores/taken/keys/k", b"v").assert_error(409, "cannot be served");
+    api.put("/stores/taken/keys/k", b"v").assert_error(409, "single-writer lease");
     assert_eq!(store.len(), 0);
 }
 
