@@ -39,3 +39,20 @@ fn page(body: &'static str, content_type: &'static str) -> Response {
     ];
     (headers, body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assets_name_no_other_host() {
+        for (name, text) in [("index.html", INDEX_HTML), ("app.js", APP_JS), ("style.css", STYLE_CSS)] {
+            for scheme in ["http:", "https:", "ws:", "wss:", "@import"] {
+                assert!(!text.contains(scheme), "{name} contains {scheme}");
+            }
+        }
+        assert!(
+            INDEX_HTML.contains("src=\"/dashboard/app.js\"") && INDEX_HTML.contains("href=\"/dashboard/style.css\"")
+        );
+    }
+}

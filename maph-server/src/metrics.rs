@@ -247,15 +247,19 @@ pub(crate) struct StoreMetricsSnapshot {
 }
 
 impl StoreMetricsSnapshot {
-    /// The writer's figures as `/stats` shows them.
+    /// The writer's figures as `/stats` shows them. A quantile estimated
+    /// within a bucket never exceeds the largest value actually seen (so waits
+    /// that were all zero show as zero, not as half the first bucket).
     pub fn writer(&self) -> WriterStatsSnapshot {
-        let micros = |ns: Option<f64>| ns.map(|ns| (ns / 1000.0).round() as u64);
+        let longest_ns = self.contention.longest_wait.as_nanos() as f64;
+        let wait_us = |q: f64| self.lock_wait.quantile(q).map(|ns| (ns.min(longest_ns) / 1000.0).round() as u64);
+        let group = |q: f64| self.group_sizes.quantile(q).map(|g| g.min(self.largest_group as f64).round() as u64);
         WriterStatsSnapshot {
             commits: self.commits,
             writes: self.writes,
             largest_group: self.largest_group,
-            group_p50: self.group_sizes.quantile(0.5).map(|g| g.round() as u64),
-            group_p99: self.group_sizes.quantile(0.99).map(|g| g.round() as u64),
+            group_p50: group(0.5),
+            group_p99: group(0.99),
             optimizations: self.optimizations,
             growths: self.growths,
             lock_acquisitions: self.contention.acquisitions,
@@ -263,8 +267,8 @@ impl StoreMetricsSnapshot {
             lock_timeouts: self.contention.timeouts,
             lock_wait_total_us: self.contention.total_wait.as_micros() as u64,
             lock_wait_longest_us: self.contention.longest_wait.as_micros() as u64,
-            lock_wait_p50_us: micros(self.lock_wait.quantile(0.5)),
-            lock_wait_p99_us: micros(self.lock_wait.quantile(0.99)),
+            lock_wait_p50_us: wait_us(0.5),
+            lock_wait_p99_us: wait_us(0.99),
         }
     }
 }
@@ -396,5 +400,6 @@ mod tests {
         assert_eq!(s.lock_wait.buckets[0], 2, "two waits of 0");
         assert_eq!(s.writer().lock_acquisitions, 3);
         assert_eq!(s.writer().lock_wait_total_us, 700);
+        assert_eq!(s.writer().lock_wait_p50_us, Some(0), "at most the longest wait (none recorded here)");
     }
 }

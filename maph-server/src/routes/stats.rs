@@ -87,6 +87,7 @@ pub(super) async fn server_stats(State(app): State<AppState>) -> Result<Json<Val
         "uptime_seconds": app.http.uptime().as_secs_f64(),
         "requests": app.http.total_requests(),
         "writes_need_token": app.token.is_some(),
+        "limits": { "max_batch": app.max_batch, "max_body_bytes": app.max_body_bytes },
         "stores": stores,
     })))
 }
