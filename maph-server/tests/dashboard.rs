@@ -71,7 +71,9 @@ impl Driver {
                 return Driver { child, url: format!("http://127.0.0.1:{port}") };
             }
         }
-        panic!("chromedriver ended without listening: {said:?}");
+        let _ = child.kill();
+        let status = child.wait();
+        panic!("chromedriver ended without listening ({status:?}): {said:?}");
     }
 }
 
