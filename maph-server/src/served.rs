@@ -138,9 +138,9 @@ impl ServedStore {
         }
     }
 
-    /// Runs a read that may wait for busy slots on a blocking thread, counted
-    /// in the metrics while it waits.
-    pub async fn read_waiting<T: Send + 'static>(
+    /// Runs a read that met a slot mid-write again on a blocking thread, where
+    /// it may wait; counted in the metrics while it waits.
+    async fn read_waiting<T: Send + 'static>(
         &self,
         mapping: Arc<Mapping>,
         read: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
@@ -149,13 +149,19 @@ impl ServedStore {
         metrics.read_waits.fetch_add(1, Ordering::Relaxed);
         metrics.reads_waiting.fetch_add(1, Ordering::Relaxed);
         let waiting = WaitingRead(metrics);
-        tokio::task::spawn_blocking(move || {
+        on_blocking_thread(mapping, move |store| {
             let _waiting = waiting; // counted until the read ends, even if the client left
-            read(&mapping.store)
+            read(store)
         })
         .await
-        .map_err(|e| ApiError::internal(format!("a read failed: {e}")))?
-        .map_err(ApiError::from)
+    }
+
+    /// Runs a long read (a scan of every slot) on a blocking thread.
+    pub async fn scan<T: Send + 'static>(
+        &self,
+        scan: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        on_blocking_thread(self.mapping(), move |store| Ok(scan(store))).await
     }
 
     /// Queues `op` and waits for its own result.
@@ -208,6 +214,16 @@ impl ServedStore {
         }
         flushed
     }
+}
+
+async fn on_blocking_thread<T: Send + 'static>(
+    mapping: Arc<Mapping>,
+    read: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || read(&mapping.store))
+        .await
+        .map_err(|e| ApiError::internal(format!("a read failed: {e}")))?
+        .map_err(ApiError::from)
 }
 
 /// Counts one read waiting on a blocking thread until dropped.

@@ -144,20 +144,23 @@ fn the_key_listing_pages_through_a_prefix() {
     assert_eq!(page_through("", 1000).0.len(), 300);
     assert_eq!(page_through("order:", 50).0.len(), 50);
     assert!(page_through("nobody", 10).0.is_empty());
-    let first = api.get("/stores/l/keys?prefix=user:17&limit=5").json();
+    let first = api.get("/stores/l/keys?prefix=user:17&limit=20").json(); // user:17 and user:170..179
     let previews: BTreeMap<String, String> = first["keys"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| (i["key"].as_str().unwrap().to_string(), i["preview"].as_str().unwrap().to_string()))
         .collect();
+    assert_eq!(previews.len(), 11, "{first}");
     assert_eq!(previews.get("user:17").map(String::as_str), Some("name 17"), "{first}");
+    assert_eq!(first["next_cursor"], Value::Null);
 
     api.get("/stores/l/keys?limit=0").assert_error(400, "limit must be 1 to 1000");
     api.get("/stores/l/keys?limit=1001").assert_error(400, "limit must be 1 to 1000");
     api.get("/stores/l/keys?cursor=abc").assert_error(400, "next_cursor");
     api.get("/stores/l/keys?colour=red").assert_error(400, "colour");
     api.get("/stores/nostore/keys").assert_error(404, "Store not found");
+    assert_eq!(api.get("/stores/l/stats").json()["read_waits"], 0, "a scan is not a read that waited");
 }
 
 /// Parses the Prometheus text format strictly enough to catch a malformed

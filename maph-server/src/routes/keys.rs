@@ -93,9 +93,8 @@ pub(super) async fn list_keys(
     };
     let prefix = params.prefix.unwrap_or_default().into_bytes();
     let served = app.lookup(&target.name)?;
-    let mapping = served.mapping();
     // A scan touches every slot: always on a blocking thread.
-    let page = served.read_waiting(mapping, move |store| Ok(scan(store, &prefix, skip, limit))).await?;
+    let page = served.scan(move |store| scan(store, &prefix, skip, limit)).await?;
     Ok(Json(page))
 }
 
