@@ -31,6 +31,10 @@ enum Segment {
     Stats,
     Optimize,
     Health,
+    Batch,
+    Rescan,
+    Metrics,
+    Dashboard,
     Name(u8),
     Raw(String),
     Encoded(Vec<u8>),
@@ -40,9 +44,32 @@ enum Segment {
 struct Request {
     method: Method,
     path: Vec<Segment>,
+    query: Option<String>,
     token: Option<String>,
-    body: Vec<u8>,
+    body: Body,
     lie_about_length: Option<u16>,
+}
+
+/// A request body: raw bytes, or a batch request of arbitrary items.
+#[derive(Arbitrary, Debug)]
+enum Body {
+    Raw(Vec<u8>),
+    Batch { operation: u8, items: Vec<(String, Option<String>)> },
+}
+
+impl Body {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Body::Raw(bytes) => bytes.clone(),
+            Body::Batch { operation, items } => {
+                let operation = ["mset", "mget", "mdel", "other"][*operation as usize % 4];
+                let pairs: Vec<_> =
+                    items.iter().take(64).map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect();
+                let keys: Vec<_> = items.iter().take(64).map(|(k, _)| k).collect();
+                serde_json::json!({"operation": operation, "pairs": pairs, "keys": keys}).to_string().into_bytes()
+            }
+        }
+    }
 }
 
 struct Fixture {
@@ -85,6 +112,10 @@ fn render(request: &Request) -> Vec<u8> {
             Segment::Stats => path.push_str("stats"),
             Segment::Optimize => path.push_str("optimize"),
             Segment::Health => path.push_str("health"),
+            Segment::Batch => path.push_str("batch"),
+            Segment::Rescan => path.push_str("rescan"),
+            Segment::Metrics => path.push_str(["metrics", "stats"][path.len() % 2]),
+            Segment::Dashboard => path.push_str("dashboard"),
             Segment::Name(n) => path.push_str(["users", "s1", "..", "%2E%2E", "..%2Fetc", "a-b_c"][*n as usize % 6]),
             Segment::Raw(s) => path.extend(s.chars().filter(|c| c.is_ascii_graphic() && *c != '?' && *c != '#').take(80)),
             Segment::Encoded(bytes) => bytes.iter().take(40).for_each(|b| path.push_str(&format!("%{b:02X}"))),
@@ -93,15 +124,20 @@ fn render(request: &Request) -> Vec<u8> {
     if path.is_empty() {
         path.push('/');
     }
+    if let Some(query) = &request.query {
+        path.push('?');
+        path.extend(query.chars().filter(|c| c.is_ascii_graphic() && *c != '#').take(80));
+    }
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(token) = &request.token {
         let token: String = token.chars().filter(|c| c.is_ascii_graphic()).take(40).collect();
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    let length = request.lie_about_length.map_or(request.body.len(), usize::from);
+    let body = request.body.bytes();
+    let length = request.lie_about_length.map_or(body.len(), usize::from);
     head.push_str(&format!("Content-Length: {length}\r\n\r\n"));
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&request.body);
+    bytes.extend_from_slice(&body);
     bytes
 }
 
