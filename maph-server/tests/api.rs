@@ -265,12 +265,7 @@ fn optimize_rebuilds_to_fit_and_keeps_every_key() {
     assert_eq!(reader.get(b"after").unwrap(), Some(b"yes".to_vec()));
     let rival = Store::open(&path, Mode::ReadWrite).unwrap();
     assert!(matches!(SingleWriter::new(&rival), Err(maph_core::Error::WriterBusy { .. })));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("rebuilding"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    common::assert_no_rebuild_left(dir.path());
 }
 
 #[test]

@@ -50,30 +50,43 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a port that was free a moment ago; another
+    /// program may take it in between, so a failed start is tried again.
     fn start(driver: &Path) -> Driver {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Driver::try_start(driver) {
+                Ok(started) => return started,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("chromedriver did not start: {failures:?}");
+    }
+
+    fn try_start(driver: &Path) -> Result<Driver, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start chromedriver");
+            .map_err(|e| format!("cannot run {}: {e}", driver.display()))?;
         // It says so once it listens; the rest of its output is drained so it
         // never blocks on a full pipe.
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut said = Vec::new();
         for line in lines.by_ref() {
-            let line = line.expect("read chromedriver's output");
+            let Ok(line) = line else { break };
             let ready = line.contains("started successfully");
             said.push(line);
             if ready {
                 std::thread::spawn(move || lines.for_each(drop));
-                return Driver { child, url: format!("http://127.0.0.1:{port}") };
+                return Ok(Driver { child, url: format!("http://127.0.0.1:{port}") });
             }
         }
         let _ = child.kill();
         let status = child.wait();
-        panic!("chromedriver ended without listening ({status:?}): {said:?}");
+        Err(format!("it ended without listening ({status:?}): {said:?}"))
     }
 }
 

@@ -130,11 +130,6 @@ fn concurrent_writers_and_readers_over_http_while_the_store_grows() {
         "{total} keys in {} growths to {} slots; readers checked {checked} acknowledged keys meanwhile",
         growths, stats["slots"]
     );
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("rebuilding"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    common::assert_no_rebuild_left(dir.path());
     server.stop().unwrap();
 }

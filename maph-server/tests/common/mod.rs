@@ -96,3 +96,14 @@ impl Api {
         Reply { status, content_type, headers, body }
     }
 }
+
+/// Asserts that no rebuild (growth, optimize) left a temporary file in `dir`.
+#[track_caller]
+pub fn assert_no_rebuild_left(dir: &std::path::Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rebuilding"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
