@@ -25,15 +25,24 @@ pub(crate) struct Mapping {
     /// blocking threads only).
     pub store: Arc<Store>,
     /// Zero patience: a read that meets a slot mid-write fails at once with
-    /// `SlotBusy` (after a few spins) instead of blocking its thread.
-    quick: Store,
+    /// `SlotBusy` (after a few spins) instead of blocking its thread. `None`
+    /// if the second mapping could not be made: every read then goes to a
+    /// blocking thread, slower but never stale.
+    quick: Option<Store>,
 }
 
 impl Mapping {
     /// Maps `store`'s file a second time for quick reads.
-    pub fn open(store: Arc<Store>) -> Result<Mapping, Error> {
-        let quick = Store::open(store.path(), Mode::ReadOnly)?.with_read_patience(Duration::ZERO);
-        Ok(Mapping { store, quick })
+    pub fn open(store: Arc<Store>) -> Mapping {
+        let quick = match Store::open(store.path(), Mode::ReadOnly) {
+            Ok(quick) => Some(quick.with_read_patience(Duration::ZERO)),
+            Err(e) => {
+                tracing::error!(file = %store.path().display(), error = %e,
+                    "could not map the store a second time; reads go to blocking threads");
+                None
+            }
+        };
+        Mapping { store, quick }
     }
 }
 
@@ -86,7 +95,7 @@ impl ServedStore {
             tracing::warn!(store = %name, finished = repaired.finished.len(), cleared = repaired.cleared.len(),
                 "repaired slots a crashed writer left mid-write");
         }
-        let mapping = Mapping::open(store.clone())?;
+        let mapping = Mapping::open(store.clone());
         let shared = Arc::new(Shared::new(name.clone(), mapping, Arc::new(StoreMetrics::default())));
         let (queue, jobs) = bounded(settings.queue_capacity.max(1));
         let writer = WriterLoop::new(
@@ -120,9 +129,9 @@ impl ServedStore {
     pub async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, ApiError> {
         self.shared.metrics.count_reads(1);
         let mapping = self.mapping();
-        match mapping.quick.get(&key) {
-            Err(Error::SlotBusy { .. }) => self.read_waiting(mapping, move |store| store.get(&key)).await,
-            other => other.map_err(ApiError::from),
+        match mapping.quick.as_ref().map(|quick| quick.get(&key)) {
+            Some(Err(Error::SlotBusy { .. })) | None => self.read_waiting(mapping, move |store| store.get(&key)).await,
+            Some(other) => other.map_err(ApiError::from),
         }
     }
 
@@ -132,9 +141,11 @@ impl ServedStore {
         self.shared.metrics.count_reads(keys.len());
         let mapping = self.mapping();
         let pass = |store: &Store, keys: &[Vec<u8>]| keys.iter().map(|k| store.get(k)).collect::<Result<Vec<_>, _>>();
-        match pass(&mapping.quick, &keys) {
-            Err(Error::SlotBusy { .. }) => self.read_waiting(mapping, move |store| pass(store, &keys)).await,
-            other => other.map_err(ApiError::from),
+        match mapping.quick.as_ref().map(|quick| pass(quick, &keys)) {
+            Some(Err(Error::SlotBusy { .. })) | None => {
+                self.read_waiting(mapping, move |store| pass(store, &keys)).await
+            }
+            Some(other) => other.map_err(ApiError::from),
         }
     }
 

@@ -406,12 +406,7 @@ impl WriterLoop {
         match rebuild::swap(&self.store, lease, ready, self.read_patience) {
             Swapped::Done { store, lease } => {
                 let store = Arc::new(store);
-                match Mapping::open(store.clone()) {
-                    Ok(mapping) => *self.shared.current.write() = Arc::new(mapping),
-                    Err(e) => {
-                        tracing::error!(store = %self.shared.name, error = %e, "could not map the new file for reads")
-                    }
-                }
+                *self.shared.current.write() = Arc::new(Mapping::open(store.clone()));
                 self.store = store;
                 self.lease = Some(lease);
                 let counter = match purpose {
@@ -530,7 +525,7 @@ mod tests {
         let store = Arc::new(Store::open(&path, Mode::ReadWrite).unwrap());
         let lease = SingleWriter::new(&store).unwrap();
         let name = crate::StoreName::parse("w").unwrap();
-        let mapping = Mapping::open(store.clone()).unwrap();
+        let mapping = Mapping::open(store.clone());
         let shared = Arc::new(Shared::new(name, mapping, Arc::new(StoreMetrics::default())));
         let (queue, jobs) = crossbeam::channel::bounded(ops.len() + 1);
         let answers: Vec<_> = ops

@@ -137,3 +137,78 @@ fn optimize_while_another_process_reads_the_old_file() {
     assert_eq!(done.report::<String>("after"), "swap");
     server.stop().unwrap();
 }
+
+/// A store grows (rebuilt larger and swapped in, several times) while another
+/// process reads it through its own mapping: the reader follows each swap
+/// (`is_retired`, `reopen`) and never misses a key the server acknowledged.
+#[test]
+fn growth_while_another_process_reads_the_file() {
+    const TEST: &str = "growth_while_another_process_reads_the_file";
+    const BATCHES: u64 = 60;
+    const PER_BATCH: u64 = 200;
+    if let Some(ctx) = child(TEST) {
+        let path: String = ctx.arg(0);
+        let mut reader = Store::open(&path, Mode::ReadOnly).expect("open read-only");
+        ctx.report("opened", 1);
+        ctx.wait_for_start();
+        let (mut reopened, mut checked, mut missing) = (0u64, 0u64, 0u64);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if reader.is_retired() {
+                reader = reader.reopen().expect("reopen after a swap");
+                reopened += 1;
+            }
+            // `acknowledged` is written after the keys below it were
+            // acknowledged: read from one mapping, they are all there.
+            let acknowledged: u64 = match reader.get(b"acknowledged").unwrap() {
+                Some(n) => String::from_utf8(n).unwrap().parse().unwrap(),
+                None => 0,
+            };
+            let newest = acknowledged.saturating_sub(PER_BATCH);
+            for i in (0..acknowledged).step_by(97).chain(newest..acknowledged) {
+                checked += 1;
+                if reader.get(format!("k{i}").as_bytes()).unwrap().as_deref() != Some(format!("v{i}").as_bytes()) {
+                    missing += 1;
+                }
+            }
+            if acknowledged == BATCHES * PER_BATCH {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never saw the last batch (at {acknowledged})");
+            std::thread::yield_now();
+        }
+        ctx.report("reopened", reopened);
+        ctx.report("checked", checked);
+        ctx.report("missing", missing);
+        ctx.exit();
+    }
+
+    let dir = maph_testkit::temp_dir();
+    let server = ServerHandle::start(ServerConfig::new(dir.path()).port(0)).unwrap();
+    let api = Api::new(server.url());
+    assert_eq!(api.post("/stores/grows?slots=1000").status, 201);
+    let path = dir.path().join("grows.maph");
+    let mut reader = spawn(TEST, "reader", &[path.display().to_string()]);
+    reader.wait_for_report("opened");
+    reader.start();
+    for batch in 0..BATCHES {
+        let pairs: Vec<serde_json::Value> = (batch * PER_BATCH..(batch + 1) * PER_BATCH)
+            .map(|i| serde_json::json!({"key": format!("k{i}"), "value": format!("v{i}")}))
+            .collect();
+        let body = serde_json::json!({"operation": "mset", "pairs": pairs}).to_string();
+        assert_eq!(api.post_body("/stores/grows/batch", body.as_bytes()).status, 200);
+        let acknowledged = ((batch + 1) * PER_BATCH).to_string();
+        assert!(api.put("/stores/grows/keys/acknowledged", acknowledged.as_bytes()).status < 300);
+    }
+    let done = reader.finish_ok();
+    let growths = api.get("/stores/grows/stats").json()["writer"]["growths"].as_u64().unwrap();
+    assert!(growths >= 3, "{growths} growths");
+    assert_eq!(done.report::<u64>("missing"), 0, "the reader missed acknowledged keys: {}", done.describe());
+    assert!(done.report::<u64>("reopened") >= 1, "{}", done.describe());
+    println!(
+        "a reader process checked {} keys across {growths} growths, reopening {} times",
+        done.report::<u64>("checked"),
+        done.report::<u64>("reopened")
+    );
+    server.stop().unwrap();
+}
