@@ -72,6 +72,9 @@ fn invalid_store_names_are_refused_on_every_route() {
         api.get(&format!("/stores/{name}/keys/k")).assert_error(400, "invalid store name");
         api.put(&format!("/stores/{name}/keys/k"), b"v").assert_error(400, "invalid store name");
         api.delete(&format!("/stores/{name}/keys/k")).assert_error(400, "invalid store name");
+        api.get(&format!("/stores/{name}/keys?prefix=a")).assert_error(400, "invalid store name");
+        let batch = br#"{"operation": "mset", "pairs": [{"key": "k", "value": "v"}]}"#;
+        api.post_body(&format!("/stores/{name}/batch"), batch).assert_error(400, "invalid store name");
     }
     let parent = dir.path().parent().unwrap();
     assert!(!parent.join("etc.maph").exists(), "a store was created outside the data dir");
