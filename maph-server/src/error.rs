@@ -1,17 +1,20 @@
 //! Every error the API returns: a status code and `{"error": "..."}`.
 
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use maph_core::Error;
+
+use crate::routes::AppState;
 
 /// An HTTP error with a JSON body `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,8 +103,8 @@ pub(crate) fn json_error_response(status: StatusCode, message: &str) -> Response
     response
 }
 
-/// The largest error body from axum's own rejections we turn into a message.
-const MAX_REJECTION_TEXT: usize = 4096;
+/// The largest error body read to rewrite it (errors are a sentence or two).
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Middleware: every error response leaves as JSON, and only an error whose
 /// request body was left unread closes the connection.
@@ -115,7 +118,7 @@ const MAX_REJECTION_TEXT: usize = 4096;
 ///   *next* request. `Connection: close` says so up front. An error answered
 ///   after the body was read whole (a 404 key, a 413 value, a 507) keeps the
 ///   connection open like any other answer.
-pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+pub(crate) async fn json_errors(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
         || request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
     let (request, body_read) = if has_body { track_body(request) } else { (request, Arc::new(AtomicBool::new(true))) };
@@ -124,7 +127,7 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let mut response = as_json(response).await;
+    let mut response = as_json(response, app.registry.dir()).await;
     // Acquire: pairs with the Release store of the body's last frame.
     if !body_read.load(Ordering::Acquire) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -172,24 +175,26 @@ impl HttpBody for TrackedBody {
     }
 }
 
-async fn as_json(response: Response) -> Response {
+/// `response` with a JSON body `{"error": ...}` whose message names no path
+/// inside `data_dir` by more than its file name.
+async fn as_json(response: Response, data_dir: &Path) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        return response;
-    }
     let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
-        .await
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let mut rewritten = json_error_response(status, &text);
+    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY).await.unwrap_or_default();
+    let message = if is_json {
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        parsed.and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+    } else {
+        Some(String::from_utf8_lossy(&bytes).trim().to_string())
+    };
+    let message =
+        message.filter(|t| !t.is_empty()).unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let mut rewritten = json_error_response(status, &redact(data_dir, &message));
     // Keep headers such as `Allow` (405) and `WWW-Authenticate` (401).
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -197,6 +202,16 @@ async fn as_json(response: Response) -> Response {
         }
     }
     rewritten
+}
+
+/// `text` with every path inside `data_dir` shortened to its name inside it:
+/// clients are not told where the server keeps its files.
+pub(crate) fn redact(data_dir: &Path, text: &str) -> String {
+    let mut prefix = data_dir.display().to_string();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    text.replace(&prefix, "")
 }
 
 #[cfg(test)]
@@ -219,6 +234,14 @@ mod tests {
             assert_eq!(api.status, status, "{text}");
             assert_eq!(api.message, text);
         }
+    }
+
+    #[test]
+    fn paths_in_the_data_directory_are_shortened() {
+        let dir = Path::new("/srv/maph/data");
+        assert_eq!(redact(dir, "could not open /srv/maph/data/users.maph (gone)"), "could not open users.maph (gone)");
+        assert_eq!(redact(Path::new("/srv/maph/data/"), "/srv/maph/data/x.maph"), "x.maph");
+        assert_eq!(redact(dir, "/srv/maph/database.maph"), "/srv/maph/database.maph", "only inside the directory");
     }
 
     #[test]

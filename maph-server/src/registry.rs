@@ -212,11 +212,7 @@ impl Registry {
     }
 
     fn redact(&self, message: &str) -> String {
-        let mut dir = self.dir.display().to_string();
-        if !dir.ends_with('/') {
-            dir.push('/');
-        }
-        message.replace(&dir, "")
+        crate::error::redact(&self.dir, message)
     }
 
     /// Stops serving: every writer thread finishes its queue, flushes and ends,
