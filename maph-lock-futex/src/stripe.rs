@@ -422,29 +422,38 @@ pub(crate) mod model {
             run_writers("a dead holder", dead, &[1, 2], 1);
         }
 
+        /// Process 1 holds the word, writes and releases it, while process 2
+        /// runs `waiter` on it (which releases whatever it takes, and returns
+        /// how many writes it made). Returns the word's last value, after
+        /// checking that the cell counts every write.
+        fn beside_a_live_holder(waiter: impl FnOnce(&Guarded, StripeLock<'_>) -> u64 + Send + 'static) -> u64 {
+            let g = Arc::new(Guarded { word: AtomicU64::new(0), data: UnsafeCell::new(0) });
+            let holder = StripeLock { word: &g.word };
+            assert!(holder.try_lock(&process(1)));
+            let waiting = {
+                let g = g.clone();
+                loom::thread::spawn(move || waiter(&g, StripeLock { word: &g.word }))
+            };
+            increment(&g);
+            holder.unlock();
+            let waiter_wrote = waiting.join().unwrap();
+            assert_eq!(g.data.with(|p| unsafe { *p }), 1 + waiter_wrote);
+            g.word.load(Ordering::Relaxed)
+        }
+
         /// A live holder is never taken over: the waiter's liveness checks all
         /// say alive, and it gets the word only after the release.
         #[test]
         fn loom_a_live_holder_is_waited_for() {
             explore("a live holder", || {
-                let g = Arc::new(Guarded { word: AtomicU64::new(0), data: UnsafeCell::new(0) });
-                let holder = StripeLock { word: &g.word };
-                assert!(holder.try_lock(&process(1)));
-                let waiter = {
-                    let g = g.clone();
-                    loom::thread::spawn(move || {
-                        let lock = StripeLock { word: &g.word };
-                        let taken = lock.lock(&process(2), &Oracle, None).unwrap().unwrap();
-                        increment(&g);
-                        lock.unlock();
-                        taken
-                    })
-                };
-                increment(&g);
-                holder.unlock();
-                assert_eq!(waiter.join().unwrap(), Taken::Free, "a live holder was taken over");
-                assert_eq!(g.data.with(|p| unsafe { *p }), 2);
-                assert_eq!(state_of(g.word.load(Ordering::Relaxed)) & EPOCH_MASK, 0, "no takeover, no new epoch");
+                let last = beside_a_live_holder(|g, lock| {
+                    let taken = lock.lock(&process(2), &Oracle, None).unwrap().unwrap();
+                    assert_eq!(taken, Taken::Free, "a live holder was taken over");
+                    increment(g);
+                    lock.unlock();
+                    1
+                });
+                assert_eq!(state_of(last) & EPOCH_MASK, 0, "no takeover, no new epoch");
             });
         }
 
@@ -492,31 +501,18 @@ pub(crate) mod model {
                 }
             }
             explore("a failed liveness check", || {
-                let g = Arc::new(Guarded { word: AtomicU64::new(0), data: UnsafeCell::new(0) });
-                let holder = StripeLock { word: &g.word };
-                assert!(holder.try_lock(&process(1)));
-                let waiter = {
-                    let g = g.clone();
-                    loom::thread::spawn(move || {
-                        let lock = StripeLock { word: &g.word };
-                        match lock.lock(&process(2), &CannotTell, None) {
-                            // The holder released before the check: a free word.
-                            Ok(Some(taken)) => {
-                                increment(&g);
-                                lock.unlock();
-                                assert_eq!(taken, Taken::Free);
-                                1
-                            }
-                            Ok(None) => unreachable!("no deadline"),
-                            Err(_) => 0,
-                        }
-                    })
-                };
-                increment(&g);
-                holder.unlock();
-                let waiter_wrote = waiter.join().unwrap();
-                assert_eq!(g.data.with(|p| unsafe { *p }), 1 + waiter_wrote);
-                assert_eq!(state_of(g.word.load(Ordering::Relaxed)) & (PID_MASK | EPOCH_MASK), 0, "free, no takeover");
+                let last = beside_a_live_holder(|g, lock| match lock.lock(&process(2), &CannotTell, None) {
+                    // The holder released before the check: a free word.
+                    Ok(Some(taken)) => {
+                        assert_eq!(taken, Taken::Free);
+                        increment(g);
+                        lock.unlock();
+                        1
+                    }
+                    Ok(None) => unreachable!("no deadline"),
+                    Err(_) => 0,
+                });
+                assert_eq!(state_of(last) & (PID_MASK | EPOCH_MASK), 0, "free, no takeover");
             });
         }
     }
