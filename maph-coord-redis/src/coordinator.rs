@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use maph_core::{
     poll_until, Access, Backoff, ContentionCounters, Error, LocalGate, LockScope, Mode, Result, Store, StoreId,
@@ -9,9 +10,21 @@ use maph_core::{
 };
 use parking_lot::{Condvar, Mutex};
 
+use crate::fence::{self, FenceCheck, FenceVerdict, MAX_FENCE};
 use crate::lease::{Lease, LeaseState, TOKEN_GONE};
-use crate::link::Link;
+use crate::link::{Attempt, Link};
 use crate::{clock, owner, renewer, RedisConfig, STRATEGY};
+
+/// Whether an acquisition issues its fence above the store's highest fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Floor {
+    /// Above the store's highest fence (refusing a damaged one): every
+    /// acquisition but the repair's.
+    Store,
+    /// Above Redis's counter only: the fence repair, which then lowers the
+    /// store's word to the fence it got.
+    Ignored,
+}
 
 /// What the coordinator shares with its renewal thread.
 pub(crate) struct Shared {
@@ -80,8 +93,8 @@ pub(crate) struct Shared {
 pub struct RedisCoordinator {
     shared: Arc<Shared>,
     gate: LocalGate,
-    /// The connection acquiring, confirming and releasing use; only the gate
-    /// holder touches it, so the mutex is never contended.
+    /// The connection acquiring, confirming and releasing use; the gate holder
+    /// and fence checks touch it, each for one round trip at a time.
     link: Mutex<Link>,
     counters: ContentionCounters,
     store: StoreId,
@@ -178,18 +191,37 @@ impl RedisCoordinator {
 
     /// Takes the token, retrying as `wait` allows. Called with the gate held.
     /// Returns the lease number and fence.
-    fn take_token(&self, wait: Wait) -> Result<Option<(u64, u64)>> {
-        // One owner id for every attempt of this acquisition: an attempt whose
-        // reply was lost is recognised by the next one (see the acquire script).
-        let owner = owner::next();
+    fn take_token(&self, wait: Wait, policy: Floor) -> Result<Option<(u64, u64)>> {
         let (first, max) = self.shared.config.retry_sleeps;
         let mut link = self.link.lock();
+        // One owner id for every attempt of a try: an attempt whose reply was
+        // lost is recognised by the next one (see the acquire script).
+        let mut owner = owner::next();
         let got = poll_until(wait, Backoff::with_limits(first, max), || {
-            let floor = self.fence_floor.highest_fence();
+            let store_highest = self.fence_floor.highest_fence();
+            let (floor, plausible_from) = match policy {
+                Floor::Store if store_highest >= MAX_FENCE => return Err(self.damaged_fence(&mut link)),
+                Floor::Store => (store_highest, fence::plausible_from(store_highest)),
+                Floor::Ignored => (0, 0),
+            };
             let sent = clock::now();
-            let fence =
-                link.acquire(&self.shared.token_key, &self.shared.fence_key, &owner, self.shared.ttl_ms, floor)?;
-            Ok(fence.map(|f| (f, sent)))
+            let (token, counter) = (&self.shared.token_key, &self.shared.fence_key);
+            match link.acquire(token, counter, &owner, self.shared.ttl_ms, floor, plausible_from)? {
+                Attempt::Acquired(fence) if floor_passed(fence, &self.fence_floor, policy) => Ok(Some((fence, sent))),
+                Attempt::Acquired(fence) => {
+                    // The store accepted this fence or a higher one after we
+                    // read the floor and before the script ran, while Redis had
+                    // lost its counter. Give the token back and try again from
+                    // the store's new highest fence.
+                    link.release(token, &format!("{owner}/{fence}"))?;
+                    owner = owner::next();
+                    Ok(None)
+                }
+                Attempt::Busy => Ok(None),
+                Attempt::Implausible { .. } => Err(self.damaged_fence(&mut link)),
+                Attempt::Exhausted { counter } => Err(exhausted(&self.shared.fence_key, counter)),
+                Attempt::BadCounter(text) => Err(fence::bad_counter(&self.shared.fence_key, &text)),
+            }
         })?;
         drop(link);
         let Some((fence, sent)) = got else {
@@ -199,6 +231,52 @@ impl RedisCoordinator {
         self.shared.state.lock().current =
             Some(Lease { seq, value: format!("{owner}/{fence}"), confirmed_at: sent, lost: None });
         Ok(Some((seq, fence)))
+    }
+
+    /// The refusal of an acquisition on a store whose fence word is damaged,
+    /// with the numbers.
+    fn damaged_fence(&self, link: &mut Link) -> Error {
+        match fence::read(link, &self.fence_floor, self.shared.fence_key.clone()) {
+            Ok(check) => fence::implausible(&check),
+            Err(e) => e,
+        }
+    }
+
+    /// Compares the store's highest fence with this token's Redis counter
+    /// (one round trip; the token is not taken). See [`FenceCheck::verdict`]
+    /// for what the numbers mean.
+    pub fn check_fence(&self) -> Result<FenceCheck> {
+        fence::read(&mut self.link.lock(), &self.fence_floor, self.shared.fence_key.clone())
+    }
+
+    /// Repairs a store whose highest fence is damaged ([`FenceVerdict::Implausible`]),
+    /// and does nothing to any other. `store` is this coordinator's store,
+    /// opened read-write.
+    ///
+    /// The procedure: take the token (waiting up to `timeout`) with a fence
+    /// issued from Redis's counter alone, ignoring the damaged word; check
+    /// again, under the token; lower the store's word to that fence
+    /// ([`Store::reset_highest_fence`]); release. Afterwards every holder that
+    /// took the token before is refused as stale (Redis issued its fence before
+    /// ours), and acquisitions work again. Writers waiting meanwhile are kept
+    /// out by the token. If Redis also lost its counter, holders from before
+    /// that loss are not refused; stop every writer before repairing if that
+    /// matters (and see the crate docs on persistence).
+    ///
+    /// Returns what was found and, if the word was lowered, the fence it now holds.
+    pub fn repair_fence(&self, store: &Store, timeout: Duration) -> Result<FenceRepair> {
+        let found = self.check_fence()?;
+        if !matches!(found.verdict(), FenceVerdict::Implausible { .. }) {
+            return Ok(FenceRepair { found, reset_to: None });
+        }
+        let repairer = FloorIgnored(self);
+        let guard = repairer.lock_exclusive_for(LockScope::Whole, timeout)?;
+        let now = fence::read(&mut self.link.lock(), &self.fence_floor, self.shared.fence_key.clone())?;
+        if !matches!(now.verdict(), FenceVerdict::Implausible { .. }) {
+            return Ok(FenceRepair { found, reset_to: None }); // repaired meanwhile
+        }
+        store.reset_highest_fence(&guard)?;
+        Ok(FenceRepair { found, reset_to: guard.fence() })
     }
 
     fn lost(detail: impl Into<String>) -> Error {
@@ -221,12 +299,35 @@ impl WriteCoordinator for RedisCoordinator {
     }
 
     fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
+        self.acquire_with(access, scope, wait, Floor::Store)
+    }
+
+    unsafe fn release(&self, ticket: Ticket) {
+        // SAFETY: forwarded unchanged; the caller upholds the contract.
+        unsafe { self.release_ticket(ticket) }
+    }
+
+    fn validate(&self, ticket: &Ticket) -> Result<()> {
+        self.validate_ticket(ticket)
+    }
+
+    fn counters(&self) -> &ContentionCounters {
+        &self.counters
+    }
+
+    fn bound_store(&self) -> Option<StoreId> {
+        Some(self.store)
+    }
+}
+
+impl RedisCoordinator {
+    fn acquire_with(&self, access: Access, scope: LockScope, wait: Wait, floor: Floor) -> Result<Option<Ticket>> {
         // One token per coordinator: the gate is taken exclusively for shared
         // tickets too, so two threads never both believe they hold it.
         if !self.gate.acquire(Access::Exclusive, wait) {
             return Ok(None);
         }
-        match self.take_token(wait) {
+        match self.take_token(wait, floor) {
             Ok(Some((seq, fence))) => Ok(Some(Ticket { access, scope, fence: Some(fence), private: seq })),
             other => {
                 // SAFETY: taken exclusively just above, and no ticket was issued.
@@ -236,7 +337,11 @@ impl WriteCoordinator for RedisCoordinator {
         }
     }
 
-    unsafe fn release(&self, ticket: Ticket) {
+    /// See [`WriteCoordinator::release`].
+    ///
+    /// # Safety
+    /// As there: `ticket` came from `acquire_with` here and is released once.
+    unsafe fn release_ticket(&self, ticket: Ticket) {
         let lease = {
             let mut state = self.shared.state.lock();
             match state.current.as_ref() {
@@ -254,7 +359,7 @@ impl WriteCoordinator for RedisCoordinator {
         unsafe { self.gate.release(Access::Exclusive) }
     }
 
-    fn validate(&self, ticket: &Ticket) -> Result<()> {
+    fn validate_ticket(&self, ticket: &Ticket) -> Result<()> {
         let config = &self.shared.config;
         let value = {
             let state = self.shared.state.lock();
@@ -281,13 +386,67 @@ impl WriteCoordinator for RedisCoordinator {
             Err(Self::lost(TOKEN_GONE))
         }
     }
+}
+
+/// What [`RedisCoordinator::repair_fence`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceRepair {
+    /// The fences as found before the repair.
+    pub found: FenceCheck,
+    /// The store's highest fence after the repair, if it was lowered; `None`
+    /// if it needed no repair.
+    pub reset_to: Option<u64>,
+}
+
+/// The coordinator as the fence repair uses it: its fences come from Redis's
+/// counter alone, ignoring the store's damaged word.
+struct FloorIgnored<'c>(&'c RedisCoordinator);
+
+impl WriteCoordinator for FloorIgnored<'_> {
+    fn strategy(&self) -> Strategy {
+        STRATEGY
+    }
+
+    fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
+        self.0.acquire_with(access, scope, wait, Floor::Ignored)
+    }
+
+    unsafe fn release(&self, ticket: Ticket) {
+        // SAFETY: the ticket came from `acquire_with` on the same coordinator.
+        unsafe { self.0.release_ticket(ticket) }
+    }
+
+    fn validate(&self, ticket: &Ticket) -> Result<()> {
+        self.0.validate_ticket(ticket)
+    }
 
     fn counters(&self) -> &ContentionCounters {
-        &self.counters
+        &self.0.counters
     }
 
     fn bound_store(&self) -> Option<StoreId> {
-        Some(self.store)
+        Some(self.0.store)
+    }
+}
+
+/// Whether `fence` (just issued from the floor) is still above the store's
+/// highest fence, which may have risen after the floor was read. Strictly
+/// above: a fence equal to one the store accepted could be another live
+/// holder's (when Redis lost the token with the counter).
+fn floor_passed(fence: u64, store: &Store, floor: Floor) -> bool {
+    floor == Floor::Ignored || fence > store.highest_fence()
+}
+
+/// The refusal when Redis's counter can go no higher.
+fn exhausted(key: &str, counter: u64) -> Error {
+    Error::Coordination {
+        strategy: STRATEGY,
+        detail: format!(
+            "the Redis fence counter {key} is at {counter}, the most a Redis integer holds: no fence can follow. \
+             Something raised it far beyond any real number of acquisitions (a damaged store fence followed by \
+             an older maph, or a hand edit): stop every writer, delete the key, then repair the store's fence \
+             (RedisCoordinator::repair_fence)"
+        ),
     }
 }
 

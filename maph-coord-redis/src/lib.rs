@@ -79,12 +79,49 @@
 //!   its writes land *before* the successor's, in fence order, so nothing the
 //!   successor wrote is overwritten, but a read-modify-write of the successor
 //!   that read before the stale write and commits after it loses that write.
-//! - Redis without persistence forgets the counter when it restarts. New fences
-//!   then start above the highest fence the store has accepted (each
-//!   acquisition passes it to the script as a floor), so writers keep working;
-//!   but a holder from before the restart that has not been refused yet can
-//!   hold a higher fence than the first holder after it. If fencing must hold
-//!   across Redis restarts, run Redis with `appendonly yes` and `appendfsync always`.
+//! - Redis without persistence forgets the counter when it restarts, and a
+//!   replica promoted after a failover may have a lower one. New fences then
+//!   start above the highest fence the store has accepted (each acquisition
+//!   passes it to the script as a floor, and takes the token again if the
+//!   store accepted a fence at or above the one it got meanwhile), so writers
+//!   keep working (`tests/counter_loss.rs` resets the counter of a live server
+//!   under three writer processes). But a holder from before the loss that has
+//!   not been refused yet can hold a fence as high as the first holder after
+//!   it. If fencing must hold across Redis restarts, run Redis with
+//!   `appendonly yes` and `appendfsync always`.
+//!
+//! ## Fences are exact, and a damaged one is repaired
+//!
+//! Fences are 64-bit integers end to end: Redis's `INCR` makes them, the
+//! acquire script compares them as decimal strings (Lua's numbers are doubles,
+//! exact only below 2⁵³) and returns them as strings, and the store keeps them
+//! in a 64-bit word. They run up to 2⁶³ − 1, where Redis's integers end; the
+//! acquisition after that is refused with an error, never retried forever
+//! (`tests/fence_repair.rs`).
+//!
+//! The store's highest fence is one word of the header. If it is damaged (a
+//! flipped high bit, garbage) it lies far above anything Redis issued, and
+//! every holder would carry a fence below it. Since no Redis loses
+//! [`IMPLAUSIBLE_FENCE_GAP`] (2⁴⁰) fences, a store fence that far above the
+//! counter, or at 2⁶³ − 1 or above, is taken for damage: acquisitions are
+//! refused with an [`Error::Coordination`](maph_core::Error::Coordination) that
+//! says so, rather than follow it (which would carry the damage into the
+//! counter). To check and repair:
+//!
+//! 1. [`check_fence`] (read-only, any process) or
+//!    [`RedisCoordinator::check_fence`] reads both numbers; its
+//!    [`verdict`](FenceCheck::verdict) is [`FenceVerdict::Implausible`] for
+//!    damage, [`FenceVerdict::CounterBehind`] after a plausible loss (nothing
+//!    to do), [`FenceVerdict::InStep`] otherwise.
+//! 2. [`RedisCoordinator::repair_fence`] takes the token with a fence issued
+//!    from the counter alone, checks again under it, lowers the store's word to
+//!    that fence ([`Store::reset_highest_fence`](maph_core::Store::reset_highest_fence)),
+//!    and releases. Holders that took the token earlier carry lower fences and
+//!    stay refused; writers work again at once. It does nothing to a store
+//!    that is not damaged, so it is safe to run any time.
+//!
+//! If Redis also lost its counter, holders from before that loss are not
+//! refused by the repaired word: stop every writer first if that matters.
 //!
 //! ## When it is worth its round trips
 //!
@@ -131,13 +168,16 @@
 //! `maph:{<name>}:token` and `maph:{<name>}:fence`, where the name defaults to
 //! the store's file name (set it with [`RedisConfig::name`]). The braces are a
 //! Redis Cluster hash tag: both keys live on one node. The Redis user needs
-//! `GET SET INCR PEXPIRE DEL EVAL EVALSHA` on them.
+//! `GET SET INCR PEXPIRE DEL EVAL EVALSHA` on them. The fence key holds the last
+//! fence issued, as a decimal integer; anything else there is reported with
+//! what to do (delete it: the next acquisition continues from the store's fence).
 
 #![warn(missing_docs)]
 
 mod clock;
 mod config;
 mod coordinator;
+mod fence;
 mod lease;
 mod link;
 mod owner;
@@ -145,7 +185,8 @@ mod renewer;
 mod scripts;
 
 pub use config::{RedisConfig, ENV_URL};
-pub use coordinator::RedisCoordinator;
+pub use coordinator::{FenceRepair, RedisCoordinator};
+pub use fence::{check_fence, FenceCheck, FenceVerdict, IMPLAUSIBLE_FENCE_GAP, MAX_FENCE};
 
 /// The strategy tag recorded in stores written under a Redis token.
 pub(crate) const STRATEGY: maph_core::Strategy = maph_core::Strategy::new("redis");

@@ -10,6 +10,21 @@ use crate::config::{redact, RedisConfig, ENV_URL};
 use crate::scripts;
 use crate::STRATEGY;
 
+/// What one attempt to take the token found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Ours, with this fence.
+    Acquired(u64),
+    /// Another owner holds it.
+    Busy,
+    /// The floor is implausibly far above the counter, which holds this.
+    Implausible { counter: u64 },
+    /// The counter is at 2⁶³ − 1: Redis can issue no fence above it.
+    Exhausted { counter: u64 },
+    /// The counter (or the fence in our own token) is not a decimal integer.
+    BadCounter(String),
+}
+
 /// A connection that reconnects on demand. Not shared: each user (the
 /// acquiring threads, the renewal thread) has its own.
 pub(crate) struct Link {
@@ -85,7 +100,8 @@ impl Link {
         self.call("checking the connection", |c| redis::cmd("PING").query::<String>(c)).map(drop)
     }
 
-    /// Tries once to take the token; the fence if we got it.
+    /// Tries once to take the token, issuing a fence above `floor` (see the
+    /// acquire script), unless the counter is below `plausible_from`.
     pub(crate) fn acquire(
         &mut self,
         token_key: &str,
@@ -93,11 +109,43 @@ impl Link {
         owner: &str,
         ttl_ms: u64,
         floor: u64,
-    ) -> Result<Option<u64>> {
-        let fence: i64 = self.call("taking the write token", |c| {
-            scripts::ACQUIRE.key(token_key).key(fence_key).arg(owner).arg(ttl_ms).arg(floor).invoke(c)
+        plausible_from: u64,
+    ) -> Result<Attempt> {
+        let reply: Vec<String> = self.call("taking the write token", |c| {
+            scripts::ACQUIRE
+                .key(token_key)
+                .key(fence_key)
+                .arg(owner)
+                .arg(ttl_ms)
+                .arg(floor.to_string())
+                .arg(plausible_from.to_string())
+                .invoke(c)
         })?;
-        Ok(u64::try_from(fence).ok().filter(|&f| f > 0))
+        let counter = |text: &str| text.parse::<u64>();
+        Ok(match reply.as_slice() {
+            [status, fence] if status == "acquired" => match counter(fence) {
+                Ok(fence) if fence > 0 => Attempt::Acquired(fence),
+                _ => Attempt::BadCounter(fence.clone()),
+            },
+            [status] if status == "busy" => Attempt::Busy,
+            [status, value] if status == "implausible" || status == "exhausted" => match counter(value) {
+                Ok(value) if status == "implausible" => Attempt::Implausible { counter: value },
+                Ok(value) => Attempt::Exhausted { counter: value },
+                Err(_) => Attempt::BadCounter(value.clone()),
+            },
+            [_, value] => Attempt::BadCounter(value.clone()),
+            other => {
+                return Err(Error::Coordination {
+                    strategy: STRATEGY,
+                    detail: format!("the acquire script answered {other:?}; is something else using the maph: keys?"),
+                })
+            }
+        })
+    }
+
+    /// The fence counter's value (`None` if the key does not exist), exactly.
+    pub(crate) fn fence_counter(&mut self, fence_key: &str) -> Result<Option<String>> {
+        self.call("reading the fence counter", |c| redis::cmd("GET").arg(fence_key).query::<Option<String>>(c))
     }
 
     /// Extends the token if it still holds `value`; whether it did.

@@ -11,17 +11,32 @@ use redis::Script;
 
 /// Takes the token if it is free, and only then issues the next fencing token.
 ///
-/// KEYS: token, fence counter. ARGV: owner id, ttl in ms, floor.
-/// Returns the fence (≥ 1) on success, 0 if another owner holds the token.
+/// KEYS: token, fence counter. ARGV: owner id, ttl in ms, floor, lowest
+/// plausible counter (both decimal, below 2⁶³ − 1). Returns an array: `acquired`
+/// and the fence, `busy` (another owner holds the token), `implausible` and
+/// the counter (the floor is far above it), `exhausted` or `bad-counter` and
+/// the counter (it is at 2⁶³ − 1, where `INCR` stops, or is not a decimal
+/// integer at all).
 ///
 /// - SET NX and INCR in one script: a fence is issued only to the winner, so
 ///   fences are dense and a failed attempt cannot raise the counter.
+/// - Exact integers end to end: Lua's numbers are doubles, exact only below
+///   2⁵³, so the script never does arithmetic on a fence. It compares decimal
+///   strings (by length, then bytes), moves the counter up with `SET` and
+///   `INCR` (Redis's own 64-bit integers) and returns the counter as a string.
 /// - The floor is the highest fence the store has accepted. If Redis lost the
-///   counter (restarted without persistence), INCR would restart at 1 and the
-///   store would refuse every write as stale; jumping past the floor keeps
-///   writers working. (Fences stay strictly increasing per Redis lifetime; a
-///   holder from before the restart is covered by the store's check only once
-///   a newer holder has written. Run Redis with persistence if that matters.)
+///   counter (restarted without persistence, or a replica promoted with a lower
+///   one), INCR would issue fences the store refuses as stale; starting from
+///   the floor keeps writers working. (Fences stay strictly increasing per Redis
+///   lifetime; a holder from before the loss is covered by the store's check
+///   only once a newer holder has written. Run Redis with persistence if that
+///   matters.)
+/// - A floor more than [`IMPLAUSIBLE_FENCE_GAP`](crate::IMPLAUSIBLE_FENCE_GAP)
+///   above the counter is not followed: no Redis loses that many fences, so the
+///   store's word is damaged, and following it would carry the damage into the
+///   counter. The caller refuses with an error that names the repair. A counter
+///   key that does not exist at all (a Redis that lost everything, or a new
+///   one) says nothing about the floor, which is then followed.
 /// - The token already holding *our* owner id means an earlier attempt of this
 ///   same acquisition succeeded but its reply was lost (a timeout, a dropped
 ///   connection): take it as ours and return its fence, rather than waiting a
@@ -29,23 +44,38 @@ use redis::Script;
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local function below(a, b)
+    if #a ~= #b then return #a < #b end
+    return a < b
+end
 local current = redis.call('GET', KEYS[1])
 if not current then
-    local fence = redis.call('INCR', KEYS[2])
-    local floor = tonumber(ARGV[3])
-    if fence <= floor then
-        fence = floor + 1
-        redis.call('SET', KEYS[2], string.format('%d', fence))
+    local stored = redis.call('GET', KEYS[2])
+    local counter = stored or '0'
+    if not string.match(counter, '^[0-9]+$') or #counter > 19
+        or (#counter > 1 and string.sub(counter, 1, 1) == '0') then
+        return {'bad-counter', counter}
     end
-    redis.call('SET', KEYS[1], ARGV[1] .. '/' .. string.format('%d', fence), 'PX', ARGV[2])
-    return fence
+    if not below(counter, '9223372036854775807') then
+        return {'exhausted', counter}
+    end
+    if stored and below(counter, ARGV[4]) then
+        return {'implausible', counter}
+    end
+    if below(counter, ARGV[3]) then
+        redis.call('SET', KEYS[2], ARGV[3])
+    end
+    redis.call('INCR', KEYS[2])
+    local fence = redis.call('GET', KEYS[2])
+    redis.call('SET', KEYS[1], ARGV[1] .. '/' .. fence, 'PX', ARGV[2])
+    return {'acquired', fence}
 end
 local prefix = ARGV[1] .. '/'
 if string.sub(current, 1, #prefix) == prefix then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tonumber(string.sub(current, #prefix + 1))
+    return {'acquired', string.sub(current, #prefix + 1)}
 end
-return 0
+return {'busy'}
 ",
     )
 });

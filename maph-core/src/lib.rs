@@ -36,6 +36,7 @@
 
 mod coordinator;
 mod error;
+mod fence;
 mod files;
 pub mod format;
 mod hash;

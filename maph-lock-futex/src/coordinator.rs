@@ -9,6 +9,7 @@ use maph_core::{
     WriteCoordinator,
 };
 
+use crate::attachment::Attachment;
 use crate::identity::{coordination, ProcessIdentity};
 use crate::region::{LockRegion, Want};
 use crate::stripe::{Me, PID_MASK};
@@ -79,6 +80,9 @@ pub struct FutexCoordinator {
     /// Counts nothing anyone reads: the repair pass's pseudo-acquisition.
     repair_counters: ContentionCounters,
     recovery: RecoveryCounters,
+    /// Our own description of the store file, holding our identity lock; the
+    /// judge of other holders' liveness.
+    attachment: Attachment,
     store: Arc<Store>,
 }
 
@@ -123,6 +127,11 @@ impl FutexCoordinator {
 
     /// One lock word for the whole store. Fails if the store's lock region was
     /// set up with another stripe count.
+    ///
+    /// Every constructor also fails, with [`Error::Coordination`](maph_core::Error::Coordination)
+    /// saying why, while processes of another pid namespace are attached (see
+    /// [Pid namespaces](crate#pid-namespaces-containers)), if `/proc/self` cannot
+    /// be read, or if the store's filesystem has no byte-range locks.
     pub fn global(store: impl Into<Arc<Store>>) -> Result<FutexCoordinator> {
         FutexCoordinator::attach_with(store.into(), Want::Exactly(1))
     }
@@ -140,13 +149,33 @@ impl FutexCoordinator {
         FutexCoordinator::attach_with(store.into(), Want::AsRecorded)
     }
 
+    /// Attaching, with the gate held (see the `attachment` module): the region
+    /// is checked (and taken for our pid namespace if nobody is attached), our
+    /// process is marked attached, and every lock word whose holder is dead is
+    /// freed, with a repair owed, before anyone waits on it.
     fn attach_with(store: Arc<Store>, want: Want) -> Result<FutexCoordinator> {
         store.check_writer(Self::STRATEGY)?;
-        let me = ProcessIdentity::current()?;
-        if me.pid() & !PID_MASK != 0 {
-            return Err(coordination(format!("pid {} does not fit the lock word's 22 bits", me.pid())));
+        let identity = ProcessIdentity::current()?;
+        if identity.pid() & !PID_MASK != 0 {
+            return Err(coordination(format!("pid {} does not fit the lock word's 22 bits", identity.pid())));
         }
-        let region = LockRegion::attach(&store, want)?;
+        let me = Me { pid: identity.pid(), start_tag: identity.start_tag(), detection_period: DETECTION_PERIOD };
+        let attachment = Attachment::open(&store)?;
+        let recovery = RecoveryCounters::default();
+        let region = {
+            let gate = attachment.enter_gate()?;
+            let region = LockRegion::attach(&store, want, &attachment, &gate)?;
+            attachment.mark_attached(&identity)?;
+            for stripe in region.stripes.iter() {
+                stripe.free_if_dead(&me, &attachment, || {
+                    // As in `take`: set while we hold the word taken over.
+                    region.repair_pending.store(1, Ordering::Relaxed);
+                    region.takeovers.fetch_add(1, Ordering::Relaxed);
+                    recovery.takeovers.fetch_add(1, Ordering::Relaxed);
+                })?;
+            }
+            region
+        };
         // SAFETY: `region` holds references into the mapping of `*store`. That
         // mapping is made once when the Store is opened and unmapped only when
         // the Store is dropped (maph-core never remaps a Store), and the Store
@@ -157,7 +186,7 @@ impl FutexCoordinator {
         let stripes = region.stripes.len() as u32;
         let stripe_width = store.slot_count().div_ceil(u64::from(stripes));
         Ok(FutexCoordinator {
-            me: Me { pid: me.pid(), start_tag: me.start_tag(), detection_period: DETECTION_PERIOD },
+            me,
             stripe_width,
             stripe_reciprocal: (store.slot_count() < 1 << 32).then(|| (1u128 << 64).div_ceil(u128::from(stripe_width))),
             slot_count: store.slot_count(),
@@ -165,8 +194,9 @@ impl FutexCoordinator {
             all_stripes: (1u64 << stripes) - 1,
             counters: ContentionCounters::new(),
             repair_counters: ContentionCounters::new(),
-            recovery: RecoveryCounters::default(),
+            recovery,
             region,
+            attachment,
             store,
         })
     }
@@ -245,11 +275,11 @@ impl FutexCoordinator {
     }
 
     /// Takes the word of every stripe in `mask`, in ascending order (see
-    /// [`StripeSet::take`](crate::stripe_set::StripeSet::take)). On failure (deadline) returns `None`. Otherwise
+    /// [`StripeSet::take`](crate::stripe_set::StripeSet::take)). At the deadline returns `None`. Otherwise
     /// returns whether any stripe was taken over from a dead holder.
-    fn take(&self, mask: u64, wait: Wait) -> Option<bool> {
+    fn take(&self, mask: u64, wait: Wait) -> Result<Option<bool>> {
         let mut took_over = false;
-        let taken = self.region.stripes.take(mask, &self.me, wait, |_| {
+        let taken = self.region.stripes.take(mask, &self.me, &self.attachment, wait, |_| {
             took_over = true;
             self.recovery.takeovers.fetch_add(1, Ordering::Relaxed);
             // Relaxed: the flag reaches the next holder of the stripe taken
@@ -258,8 +288,8 @@ impl FutexCoordinator {
             // stripe: if a later stripe times out, the repair is still owed.
             self.region.repair_pending.store(1, Ordering::Relaxed);
             self.region.takeovers.fetch_add(1, Ordering::Relaxed);
-        });
-        taken.then_some(took_over)
+        })?;
+        Ok(taken.then_some(took_over))
     }
 
     #[inline]
@@ -275,7 +305,7 @@ impl FutexCoordinator {
     #[inline(never)]
     fn acquire_slow(&self, access: Access, scope: LockScope, mask: u64, wait: Wait) -> Result<Option<Ticket>> {
         loop {
-            if self.take(mask, wait).is_none() {
+            if self.take(mask, wait)?.is_none() {
                 return Ok(None);
             }
             if !self.repair_pending() {
@@ -283,7 +313,7 @@ impl FutexCoordinator {
             }
             if mask != self.all_stripes {
                 self.give_back(mask);
-                if self.take(self.all_stripes, wait).is_none() {
+                if self.take(self.all_stripes, wait)?.is_none() {
                     return Ok(None);
                 }
             }

@@ -1,15 +1,15 @@
-//! Telling a live lock holder from a dead one, even after its pid is reused.
+//! What `/proc` says about a process: its start time, and whether it runs.
 //!
-//! A lock word names its holder by pid. A pid alone is not enough to decide
-//! that the holder lives: after the holder dies the kernel may hand the same
-//! pid to a new, unrelated process. So the holder also records its *start time*
-//! (field 22 of `/proc/<pid>/stat`, clock ticks after boot), and a waiter
-//! compares it with the start time of whatever process has that pid now. A
-//! different start time means the holder is gone, however alive its pid looks.
+//! A lock word names its holder by pid and by *start time* (field 22 of
+//! `/proc/<pid>/stat`, clock ticks after boot), read once by each process for
+//! itself: after a holder dies the kernel may hand its pid to an unrelated
+//! process, and the start time tells the two apart. Whether a holder can still
+//! release is decided by its attachment lock (see the `attachment` module);
+//! `/proc/<pid>/stat` is a second opinion, for the one case that lock misses.
 //!
-//! A killed process stays a *zombie* until its parent reaps it; `kill(pid, 0)`
-//! still succeeds on a zombie, but it can never release a lock, so it counts as
-//! dead here.
+//! `/proc` shows a process whose main thread has exited as a zombie (`Z`)
+//! even while its other threads run, so a zombie state alone never makes a
+//! holder dead here.
 
 use std::io::ErrorKind;
 
@@ -34,12 +34,12 @@ pub enum ProcessState {
         /// Field 22 of `/proc/<pid>/stat`.
         start_ticks: u64,
     },
-    /// The process has exited but its parent has not reaped it yet.
+    /// The process has exited but its parent has not reaped it yet, or its
+    /// main thread has exited while other threads still run.
     Zombie,
     /// No process has this pid.
     Gone,
-    /// `/proc` could not tell (and `kill(pid, 0)` did not say ESRCH): treated
-    /// as alive, because stealing a live holder's lock is worse than waiting.
+    /// `/proc` could not tell (and `kill(pid, 0)` did not say ESRCH).
     Unknown,
 }
 
@@ -80,25 +80,6 @@ impl ProcessIdentity {
     /// waiter wait, never steal).
     pub fn start_tag(&self) -> u32 {
         self.start_ticks as u32
-    }
-
-    /// Whether this process is still running: its pid exists, is not a zombie,
-    /// and started at the recorded time.
-    pub fn is_alive(&self) -> bool {
-        !holder_is_dead(self.pid, self.start_tag())
-    }
-}
-
-/// Whether a lock word naming `pid`, with holder start tag `recorded_start`,
-/// is held by a process that can no longer release it: no process has the pid,
-/// the one that has it is a zombie, or the one that has it started at another
-/// time than the holder, so the pid was reused. A process `/proc` cannot tell
-/// about counts as alive: stealing a live holder's lock is worse than waiting.
-pub fn holder_is_dead(pid: u32, recorded_start: u32) -> bool {
-    match process_state(pid) {
-        ProcessState::Gone | ProcessState::Zombie => true,
-        ProcessState::Running { start_ticks } => recorded_start != start_ticks as u32,
-        ProcessState::Unknown => false,
     }
 }
 
@@ -165,16 +146,10 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_alive_and_a_different_start_time_is_not() {
+    fn this_process_runs_since_its_recorded_start() {
         let me = ProcessIdentity::current().unwrap();
         assert_eq!(me.pid(), std::process::id());
-        assert!(me.is_alive());
-        // Our pid with another start time is exactly what a reused pid looks
-        // like from the lock's point of view: the recorded holder is dead.
-        let recycled = ProcessIdentity::new(me.pid(), me.start_ticks() + 1);
-        assert!(!recycled.is_alive());
-        assert!(holder_is_dead(me.pid(), me.start_tag().wrapping_add(1)));
-        assert!(!holder_is_dead(me.pid(), me.start_tag()));
+        assert_eq!(process_state(me.pid()), ProcessState::Running { start_ticks: me.start_ticks() });
     }
 
     #[test]

@@ -33,9 +33,15 @@
 //! In the store header's coordinator region (bytes 1024..4096), laid out as
 //! the [`region`] module documents: a header line (magic `FUTX`, version,
 //! stripe count, pid namespace, repair-pending flag, takeover counter), then one
-//! 64-byte cache line per stripe holding its 64-bit lock word. The first coordinator to attach to a fresh store fixes the
-//! stripe count; every later one must ask for the same count (or
-//! [`attach`](FutexCoordinator::attach) to adopt it).
+//! 64-byte cache line per stripe holding its 64-bit lock word. The first
+//! coordinator to attach to a fresh store fixes the stripe count; every later
+//! one must ask for the same count (or [`attach`](FutexCoordinator::attach) to
+//! adopt it).
+//!
+//! Beside the words, each coordinator holds a byte-range lock on the store file
+//! itself, far past its end, that marks its process as *attached* for as long
+//! as the process can act on the mapping (see [Dead holders](#dead-holders);
+//! the offsets are in `docs/FORMAT.md`).
 //!
 //! ## The lock word
 //!
@@ -85,15 +91,32 @@
 //! ## Dead holders
 //!
 //! A holder's pid and start time enter the word in one CAS, so a held word
-//! always says who holds it. A waiter that has waited a full
-//! [`DETECTION_PERIOD`] without getting the word checks the holder
-//! ([`identity::holder_is_dead`]): it is dead if `/proc/<pid>` is gone
-//! (confirmed by `kill(pid, 0)` = `ESRCH`), if it is a zombie (killed, not yet
-//! reaped: `kill` would still call it alive), or if the process now bearing the
-//! pid started at another time than the word records: the pid was reused.
-//! (Version 1 of the layout wrote the start time beside the word after taking
-//! it, which left a few instructions in which a holder killed there could not
-//! be told from a reused pid; one 64-bit word closes that window.)
+//! always says who holds it. Every coordinator opens the store file once more
+//! and holds a shared open-file-description lock (`F_OFD_SETLK`) on the byte
+//! `2⁶² + (pid << 32 | start tag)`, named by its process. The kernel drops that
+//! lock when the process dies (before it is a zombie) and when it `exec`s (the
+//! descriptor is close-on-exec), and keeps it while any of its threads runs,
+//! even after the main thread has exited. A waiter that has waited a full
+//! [`DETECTION_PERIOD`] without getting the word asks the kernel whether
+//! anyone holds the holder's byte (`F_OFD_GETLK`, one system call): nobody
+//! means the holder can never release, and it is taken over. This works in
+//! any pid namespace, for any user who may open the store, and without `/proc`.
+//!
+//! A child forked without `exec` shares its parent's descriptor, and so keeps
+//! the byte locked after its parent dies. So where `/proc` shows our own pid
+//! namespace, a holder whose pid `/proc/<pid>/stat` no longer shows (confirmed
+//! by `kill(pid, 0)` = `ESRCH`), or shows with another start time (the pid was
+//! reused), is dead whatever its byte says. A `/proc` that cannot be read costs
+//! only this refinement: dead holders are still found by their byte. If the
+//! kernel cannot answer at all, the acquisition fails with
+//! [`Error::Coordination`](maph_core::Error::Coordination) saying why, rather
+//! than wait on a guess.
+//!
+//! A coordinator that *attaches* also frees, at once, every word whose holder
+//! is dead (the same takeover, followed by a release), so a process started
+//! after a crash does not wait a detection period for it. A word naming the
+//! attaching process itself is freed when no other coordinator of the process
+//! holds its byte: it was left by the program the process ran before an `exec`.
 //!
 //! The takeover is a CAS from the exact value judged dead to
 //! `(start, pid | waiters | epoch + 1)`, the taker's own start time and pid:
@@ -103,8 +126,8 @@
 //! region's *repair-pending* flag.
 //!
 //! **Detection bound**: a holder killed while holding blocks the others for at
-//! most [`DETECTION_PERIOD`] (10 ms) plus scheduling delay and one read of
-//! `/proc/<pid>/stat`, then for one repair pass.
+//! most [`DETECTION_PERIOD`] (10 ms) plus scheduling delay and one
+//! `F_OFD_GETLK`, then for one repair pass.
 //!
 //! **Repair**: any acquisition that finds repair pending (the taker itself, or
 //! whoever takes a stripe after it) releases its stripes, takes all of them in
@@ -121,15 +144,30 @@
 //! A `try_lock_*` (no waiting) never takes over: only acquisitions that may
 //! wait check liveness.
 //!
+//! ## Pid namespaces (containers)
+//!
+//! Pids mean something only within one pid namespace, so a store takes writers
+//! of one namespace at a time. The region records the namespace of the
+//! processes attached; a process of another namespace may attach only when no
+//! coordinator of any process is attached (it then records its own namespace,
+//! and the dead holders' words are freed as above). So a container restarted
+//! with a new pid namespace writes again as soon as its old processes are
+//! gone, and a writer of a second live namespace (another container sharing
+//! the store, or the old container still running) is refused with an
+//! [`Error::Coordination`](maph_core::Error::Coordination) that says so.
+//! Tests: `tests/namespaces.rs`, with real namespaces made by
+//! `unshare --pid --fork`.
+//!
 //! ## Limits
 //!
-//! - Linux only (futex, `/proc`). All writers must share one pid namespace:
-//!   the region records the namespace of the process that set it up and refuses
-//!   others.
+//! - Linux only (futex, open-file-description locks since Linux 3.15, `/proc`
+//!   when attaching). Writers of one store must share one pid namespace at a
+//!   time (see above); the store must be on a filesystem with byte-range locks.
 //! - Not fair: a releasing process may take the word again before a woken
 //!   waiter runs (as with any barging mutex); waits are bounded only by the
 //!   holders' behaviour and the caller's deadline.
-//! - Do not carry a coordinator across `fork`; make one in the child.
+//! - Do not carry a coordinator across `fork`; make one in the child (a forked
+//!   child that keeps running also keeps its parent marked attached, see above).
 //! - Do not nest acquisitions in one thread (the lock is not reentrant, and a
 //!   repair pass needs every stripe).
 
@@ -139,6 +177,8 @@
 
 // Under loom only the lock word's protocol is compiled (and model-checked):
 // the coordinator and region need a real mapped store.
+#[cfg(not(loom))]
+mod attachment;
 #[cfg(not(loom))]
 mod coordinator;
 mod futex;

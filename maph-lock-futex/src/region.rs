@@ -9,24 +9,35 @@
 //! | word | name | meaning |
 //! |---:|---|---|
 //! | 0 | magic | `FUTX` (`0x5854_5546`) once the region is set up; `0` on a fresh store; anything else is refused |
-//! | 1 | version | layout version, `2` |
+//! | 1 | version | layout version, `3` |
 //! | 2 | stripes | number of stripes `K`, `1..=47`, fixed by the first coordinator to attach |
-//! | 3 | pid namespace | low 32 bits of the inode of `/proc/self/ns/pid` of the process that set the region up (`0` = unknown); pids only mean something inside one namespace |
+//! | 3 | pid namespace | low 32 bits of the inode of `/proc/self/ns/pid` of the processes attached now: pids in lock words are pids of this namespace. Changed only by a process attaching while no other is attached |
 //! | 4 | repair pending | non-zero from a takeover until the whole-store repair that follows it |
 //! | 5 | takeovers | number of times a waiter took a stripe over from a dead holder (wrapping) |
 //! | 6..16 | reserved | zero |
 //! | `16·(1+s)`, `16·(1+s) + 1` | lock word of stripe `s` | one 64-bit word: see [`lock word`](crate#the-lock-word) |
 //! | `16·(1+s) + 2 .. 16·(2+s)` | reserved | zero |
 //!
+//! Besides these words, every attached coordinator holds a byte-range lock on
+//! the store file far past its end (see the `attachment` module and
+//! `docs/FORMAT.md`).
+//!
 //! Version 1 of this layout kept the holder's start time in a separate record
 //! beside a 32-bit lock word; version 2 keeps both in one 64-bit word, so a
-//! holder is never named without being described. A version-1 region is
-//! refused with an error that says to recreate the store.
+//! holder is never named without being described. Version 3 has the same
+//! words, and adds the attachment locks, by which waiters tell live holders
+//! from dead ones (version 2 asked `/proc` alone) and a new pid namespace
+//! takes the region over once no process of the old one is attached (version
+//! 2 refused every namespace but the first one forever). Processes of version
+//! 2 do not mark themselves attached, so they and this version must not share
+//! a store: a region of another version is refused with an error that says
+//! what to do.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use maph_core::{Error, Result, Store};
 
+use crate::attachment::{Attachment, Gate};
 use crate::identity::coordination;
 use crate::stripe::StripeLock;
 use crate::stripe_set::StripeSet;
@@ -40,7 +51,7 @@ pub const MAX_STRIPES: u32 = (REGION_WORDS / WORDS_PER_LINE - 1) as u32;
 /// Word 0 of a set-up region: the bytes `FUTX`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FUTX");
 /// Layout version in word 1.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Index of the magic word.
 pub const WORD_MAGIC: usize = 0;
@@ -85,21 +96,25 @@ pub(crate) enum Want {
 
 impl<'r> LockRegion<'r> {
     /// Sets the region up if it is fresh, then checks it: magic, version,
-    /// stripe count (against `want` and the store's slot count), and that this
-    /// process is in the pid namespace the region was set up in.
+    /// stripe count (against `want` and the store's slot count), and the pid
+    /// namespace: the region is this process's namespace's if it records it,
+    /// or if no other coordinator is attached (then the namespace recorded is
+    /// one whose processes are all gone, and it is replaced by ours). Another
+    /// namespace with processes attached is refused.
     ///
-    /// Setting up is idempotent and race-free without a lock: the stripe count
-    /// and namespace are claimed with compare-and-swap from zero (the first
-    /// claim wins, later ones read it), version and magic are constants, and the
-    /// magic is stored last with Release so whoever sees it (Acquire) sees the rest.
-    pub fn attach(store: &'r Store, want: Want) -> Result<LockRegion<'r>> {
+    /// Called with the attachment gate held (`_gate`), so no other coordinator
+    /// attaches meanwhile. Setting up is idempotent all the same: the stripe
+    /// count is claimed with compare-and-swap from zero (the first claim wins,
+    /// later ones read it), version and magic are constants, and the magic is
+    /// stored last with Release so whoever sees it (Acquire) sees the rest.
+    pub fn attach(store: &'r Store, want: Want, attachment: &Attachment, _gate: &Gate<'_>) -> Result<LockRegion<'r>> {
         let word = |i: usize| -> Result<&'r AtomicU32> {
             store.coordinator_word(i)?.ok_or_else(|| coordination(format!("the coordinator region has no word {i}")))
         };
         if let Want::Exactly(k) = want {
             check_stripe_count(store, k)?;
         }
-        let my_namespace = pid_namespace();
+        let my_namespace = pid_namespace()?;
 
         let magic = word(WORD_MAGIC)?.load(Ordering::Acquire);
         if magic == 0 {
@@ -109,7 +124,6 @@ impl<'r> LockRegion<'r> {
             };
             // AcqRel/Acquire: a losing claim reads the winner's value.
             let _ = word(WORD_STRIPES)?.compare_exchange(0, k, Ordering::AcqRel, Ordering::Acquire);
-            let _ = word(WORD_PID_NAMESPACE)?.compare_exchange(0, my_namespace, Ordering::AcqRel, Ordering::Acquire);
             word(WORD_VERSION)?.store(VERSION, Ordering::Relaxed);
             word(WORD_MAGIC)?.store(MAGIC, Ordering::Release);
         } else if magic != MAGIC {
@@ -124,9 +138,15 @@ impl<'r> LockRegion<'r> {
         // Acquire (the magic load above, or our own stores): the words below are set.
         let version = word(WORD_VERSION)?.load(Ordering::Relaxed);
         if version != VERSION {
+            let why = if version < VERSION {
+                " (written by an older maph-lock-futex, whose processes do not mark themselves attached, so this \
+                 build could not tell them from dead ones)"
+            } else {
+                ""
+            };
             return Err(coordination(format!(
-                "the store's futex lock region has layout version {version}, this build knows version {VERSION}; \
-                 use a matching maph-lock-futex, or recreate the store and copy its keys over"
+                "the store's futex lock region has layout version {version}, this build knows version {VERSION}{why}; \
+                 use a matching maph-lock-futex, or stop every writer, recreate the store and copy its keys over"
             )));
         }
         let recorded = word(WORD_STRIPES)?.load(Ordering::Relaxed);
@@ -139,13 +159,24 @@ impl<'r> LockRegion<'r> {
                 )));
             }
         }
-        let namespace = word(WORD_PID_NAMESPACE)?.load(Ordering::Relaxed);
-        if namespace != 0 && my_namespace != 0 && namespace != my_namespace {
-            return Err(coordination(
-                "the store's futex lock was set up by a process in another pid namespace (another container?); \
-                 lock words name holders by pid, which would be meaningless here: run all writers in one pid \
-                 namespace, or use a file-lock strategy",
-            ));
+        // Relaxed: written only under the gate, which we hold (the gate's lock
+        // and unlock order it for us).
+        let namespace = word(WORD_PID_NAMESPACE)?;
+        let their_namespace = namespace.load(Ordering::Relaxed);
+        if their_namespace != my_namespace {
+            if attachment.others_attached()? {
+                return Err(coordination(format!(
+                    "the store's futex lock is in use by processes of another pid namespace (inode {their_namespace}, this \
+                     process is in {my_namespace}): another container, or one from before a restart that is still \
+                     running. Lock words name holders by pid, which means nothing across namespaces, so one store \
+                     takes writers of one pid namespace at a time: stop the other namespace's writers (this one may \
+                     then attach), run all writers in one pid namespace, or use a file-lock strategy"
+                )));
+            }
+            // No process is attached: the namespace recorded has no writer left
+            // (a container that restarted), and the words its processes held
+            // are freed by the caller.
+            namespace.store(my_namespace, Ordering::Relaxed);
         }
 
         let stripes = (0..recorded)
@@ -189,16 +220,20 @@ fn check_recorded_stripes(store: &Store, k: u32) -> Result<()> {
     Ok(())
 }
 
-/// Low 32 bits of the inode of this process's pid namespace, `0` if unknown.
-fn pid_namespace() -> u32 {
+/// Low 32 bits of the inode of this process's pid namespace.
+pub(crate) fn pid_namespace() -> Result<u32> {
     // The link reads `pid:[4026531836]`.
-    std::fs::read_link("/proc/self/ns/pid")
-        .ok()
-        .and_then(|target| {
-            let text = target.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.to_owned();
-            text.parse::<u64>().ok()
-        })
-        .map_or(0, |inode| inode as u32)
+    let link = std::fs::read_link("/proc/self/ns/pid").map_err(|e| {
+        Error::io(
+            "maph-lock-futex reads /proc/self/ns/pid to learn its pid namespace (lock words name holders by pid, \
+             which only means something within one namespace); mount /proc",
+            e,
+        )
+    })?;
+    link.to_str()
+        .and_then(|text| text.strip_prefix("pid:[")?.strip_suffix(']')?.parse::<u64>().ok())
+        .map(|inode| inode as u32)
+        .ok_or_else(|| coordination(format!("/proc/self/ns/pid reads {link:?}, not pid:[<inode>]; is /proc a procfs?")))
 }
 
 #[cfg(test)]
@@ -216,6 +251,6 @@ mod tests {
 
     #[test]
     fn this_process_has_a_pid_namespace() {
-        assert_ne!(pid_namespace(), 0);
+        assert_ne!(pid_namespace().unwrap(), 0);
     }
 }

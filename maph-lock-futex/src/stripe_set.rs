@@ -8,9 +8,9 @@
 use std::ops::Deref;
 use std::time::Instant;
 
-use maph_core::Wait;
+use maph_core::{Result, Wait};
 
-use crate::stripe::{Me, StripeLock, Taken};
+use crate::stripe::{Liveness, Me, StripeLock, Taken};
 
 /// The lock words of every stripe of one store.
 #[derive(Debug)]
@@ -24,10 +24,19 @@ impl<'r> StripeSet<'r> {
     }
 
     /// Takes the word of every stripe in `mask`, in ascending order, waiting as
-    /// `wait` allows. `took_over(s)` is called, while stripe `s` is held, for
-    /// each stripe taken over from a dead holder. If one cannot be taken in
-    /// time, gives back those already taken and returns `false`.
-    pub fn take(&self, mask: u64, me: &Me, wait: Wait, mut took_over: impl FnMut(usize)) -> bool {
+    /// `wait` allows and asking `liveness` about holders that keep a stripe for
+    /// long. `took_over(s)` is called, while stripe `s` is held, for each stripe
+    /// taken over from a dead holder. If one cannot be taken in time (or its
+    /// holder cannot be judged), gives back those already taken and returns
+    /// `Ok(false)` (or the error).
+    pub fn take(
+        &self,
+        mask: u64,
+        me: &Me,
+        liveness: &impl Liveness,
+        wait: Wait,
+        mut took_over: impl FnMut(usize),
+    ) -> Result<bool> {
         let deadline: Option<Instant> = match wait {
             Wait::Until(d) => Some(d),
             Wait::Never | Wait::Forever => None,
@@ -39,20 +48,24 @@ impl<'r> StripeSet<'r> {
             rest &= rest - 1;
             let stripe = &self.stripes[s];
             let taken = match wait {
-                Wait::Never => stripe.try_lock(me).then_some(Taken::Free),
-                Wait::Until(_) | Wait::Forever => stripe.lock(me, deadline),
+                Wait::Never => Ok(stripe.try_lock(me).then_some(Taken::Free)),
+                Wait::Until(_) | Wait::Forever => stripe.lock(me, liveness, deadline),
             };
             match taken {
-                Some(Taken::Free) => {}
-                Some(Taken::TookOver) => took_over(s),
-                None => {
+                Ok(Some(Taken::Free)) => {}
+                Ok(Some(Taken::TookOver)) => took_over(s),
+                Ok(None) => {
                     self.give_back(held);
-                    return false;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.give_back(held);
+                    return Err(e);
                 }
             }
             held |= 1 << s;
         }
-        true
+        Ok(true)
     }
 
     /// Releases the word of every stripe in `mask` (all held by the caller),
@@ -83,7 +96,7 @@ impl<'r> Deref for StripeSet<'r> {
 #[cfg(all(test, loom))]
 mod model {
     use super::*;
-    use crate::stripe::model::{explore, FIRST_DEAD_PID};
+    use crate::stripe::model::{explore, Oracle, FIRST_DEAD_PID};
     use crate::stripe::{state_of, PID_MASK};
     use crate::sync::{AtomicU64, Ordering};
     use loom::cell::UnsafeCell;
@@ -116,7 +129,7 @@ mod model {
         let me = Me { pid, start_tag: 100 + pid, detection_period: Duration::ZERO };
         let set = two.set();
         let mut took_over = 0;
-        assert!(set.take(mask, &me, Wait::Forever, |s| took_over |= 1 << s));
+        assert!(set.take(mask, &me, &Oracle, Wait::Forever, |s| took_over |= 1 << s).unwrap());
         for s in 0..2 {
             if mask & (1 << s) != 0 {
                 // SAFETY: loom checks that no other thread accesses the cell

@@ -69,24 +69,36 @@ fn a_foreign_region_is_refused() {
 fn another_layout_version_is_refused() {
     let (_dir, store) = fresh(futex_config(64));
     drop(FutexCoordinator::global(store.clone()).unwrap());
-    // Version 1: the layout before the holder's start time moved into the lock word.
-    store.coordinator_word(region::WORD_VERSION).unwrap().unwrap().store(1, Ordering::Relaxed);
+    // Version 2: the layout before attachment locks, whose processes this
+    // build could not tell from dead ones.
+    store.coordinator_word(region::WORD_VERSION).unwrap().unwrap().store(2, Ordering::Relaxed);
     let err = FutexCoordinator::global(store).unwrap_err();
     assert!(
-        matches!(&err, Error::Coordination { detail, .. } if detail.contains("version 1") && detail.contains("recreate")),
+        matches!(&err, Error::Coordination { detail, .. }
+            if detail.contains("version 2") && detail.contains("older") && detail.contains("recreate")),
         "{err}"
     );
 }
 
+/// The namespace recorded is replaced when nobody is attached (a restarted
+/// container), and refused while somebody is. Across real namespaces (as
+/// root): `tests/namespaces.rs`.
 #[test]
-fn another_pid_namespace_is_refused() {
+fn another_pid_namespace_is_refused_while_attached_and_replaced_when_gone() {
     let (_dir, store) = fresh(futex_config(64));
-    drop(FutexCoordinator::global(store.clone()).unwrap());
+    let attached = FutexCoordinator::global(store.clone()).unwrap();
     let ns = store.coordinator_word(region::WORD_PID_NAMESPACE).unwrap().unwrap();
-    assert_ne!(ns.load(Ordering::Relaxed), 0, "the namespace is recorded");
-    ns.fetch_add(1, Ordering::Relaxed);
-    let err = FutexCoordinator::global(store).unwrap_err();
+    let ours = ns.load(Ordering::Relaxed);
+    assert_ne!(ours, 0, "the namespace is recorded");
+    // As if the coordinator still attached belonged to another namespace.
+    ns.store(ours.wrapping_add(1), Ordering::Relaxed);
+    let err = FutexCoordinator::global(store.clone()).unwrap_err();
     assert!(matches!(&err, Error::Coordination { detail, .. } if detail.contains("pid namespace")), "{err}");
+    drop(attached);
+    // Nobody is attached now: the old namespace has no writer left.
+    let lock = FutexCoordinator::global(store.clone()).unwrap();
+    assert_eq!(ns.load(Ordering::Relaxed), ours);
+    store.set(&lock, b"k", b"v").unwrap();
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{check, checked, dead_pid, futex_config, leave_mid_write, lock_word, plant_holder, slot_of};
 use maph_core::{Error, LockScope, Mode, Store, WriteCoordinator};
-use maph_lock_futex::{identity, FutexCoordinator, ProcessIdentity, ProcessState, PID_MASK, WAITERS};
+use maph_lock_futex::{identity, FutexCoordinator, ProcessState, PID_MASK, WAITERS};
 use maph_testkit::{child, spawn};
 
 const EPOCH: u32 = 1 << 23;
@@ -28,23 +28,29 @@ fn start_ticks(pid: u32) -> u64 {
     }
 }
 
-/// A live process holding the lock is waited for; the same pid recorded with
-/// another start time (what a reused pid looks like) is taken over; so is a
-/// zombie, and a pid nobody has.
+/// A live, attached process holding the lock is waited for; the same pid
+/// recorded with another start time (what a reused pid looks like) is taken
+/// over; so is a zombie (killed, not reaped: its pid still exists), and a pid
+/// nobody has.
 #[test]
 fn a_reused_pid_does_not_make_a_dead_holder_look_alive() {
     const TEST: &str = "a_reused_pid_does_not_make_a_dead_holder_look_alive";
     if let Some(ctx) = child(TEST) {
-        ctx.wait_for_start(); // alive until the parent says go
+        // Attached (as any holder is) until the parent says go.
+        let store = Arc::new(Store::open(&ctx.args()[0], Mode::ReadWrite).unwrap());
+        let _lock = FutexCoordinator::global(store).unwrap();
+        ctx.report("attached", 1);
+        ctx.wait_for_start();
         ctx.exit();
     }
-    let (_dir, _path, store) = fresh(64);
+    let (_dir, path, store) = fresh(64);
     let lock = FutexCoordinator::global(store.clone()).unwrap();
-    let mut other = spawn(TEST, "bystander", &[]);
+    let mut other = spawn(TEST, "bystander", &[path.display().to_string()]);
+    other.wait_for_report("attached");
     let pid = other.pid();
     let start = start_ticks(pid) as u32;
 
-    // 1. The real holder: alive, right start time. Waited for until the deadline.
+    // 1. The real holder: alive, attached, right start time. Waited for until the deadline.
     plant_holder(&store, 0, (2 * EPOCH) | pid, start);
     let deadline = Instant::now() + Duration::from_millis(120);
     match lock.lock_exclusive_until(LockScope::Whole, deadline) {
@@ -69,7 +75,6 @@ fn a_reused_pid_does_not_make_a_dead_holder_look_alive() {
         assert!(waited.elapsed() < Duration::from_secs(30), "the killed child never became a zombie");
         std::thread::yield_now();
     }
-    assert!(!ProcessIdentity::new(pid, u64::from(start)).is_alive());
     plant_holder(&store, 0, (4 * EPOCH) | pid, start);
     drop(lock.lock_exclusive_for(LockScope::Whole, Duration::from_secs(30)).expect("takeover from a zombie"));
     drop(other.finish());
@@ -82,17 +87,41 @@ fn a_reused_pid_does_not_make_a_dead_holder_look_alive() {
     assert_eq!(lock.takeovers_recorded(), 3);
 }
 
+/// A coordinator attaching frees the words of holders that are dead, before
+/// anyone waits on them, and owes the store a repair.
+#[test]
+fn attaching_frees_a_dead_holders_word() {
+    let (_dir, path, store) = fresh(64);
+    {
+        let lock = FutexCoordinator::global(store.clone()).unwrap();
+        store.set(&lock, b"k", &checked(41)).unwrap();
+    }
+    let slot = slot_of(&path, 64, b"k");
+    plant_holder(&store, 0, EPOCH | dead_pid(), 12345);
+    leave_mid_write(&path, slot, false);
+
+    let lock = FutexCoordinator::global(store.clone()).unwrap();
+    assert_eq!(lock.recovery_stats().takeovers, 1, "freed at attach");
+    assert_eq!(lock_word(&store, 0) & (PID_MASK | !(PID_MASK | WAITERS)), 2 * EPOCH, "free, next epoch");
+    // The first write repairs the slot the dead holder left mid-write.
+    store.update(&lock, b"k", |old| Some(checked(old.map_or(0, |v| check(v, "k")) + 1))).unwrap();
+    assert_eq!(common::read_counter(&store, b"k"), 42);
+    assert_eq!((lock.recovery_stats().repair_passes, lock.recovery_stats().slots_finished), (1, 1));
+    assert!(store.verify().is_clean());
+}
+
 /// Two waiters judging the same dead holder: exactly one takes over, the
 /// other waits for it and gets the lock after it.
 #[test]
 fn only_one_waiter_takes_a_dead_holder_over() {
     let (_dir, _path, store) = fresh(64);
+    // One coordinator each, as separate processes would have; attached before
+    // the holder dies, so that the waiters, not an attachment, find it dead.
+    let locks: Vec<_> = (0..3).map(|_| FutexCoordinator::global(store.clone()).unwrap()).collect();
     plant_holder(&store, 0, (7 * EPOCH) | dead_pid(), 12345);
     let inside = std::sync::atomic::AtomicU32::new(0);
     std::thread::scope(|s| {
-        for _ in 0..3 {
-            // One coordinator each, as separate processes would have.
-            let lock = FutexCoordinator::global(store.clone()).unwrap();
+        for lock in locks {
             let inside = &inside;
             s.spawn(move || {
                 let guard = lock.lock_exclusive_for(LockScope::Whole, Duration::from_secs(30)).unwrap();

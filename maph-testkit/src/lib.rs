@@ -35,7 +35,8 @@ mod refusals;
 pub use contract::{Contract, GENEROUS};
 pub use crash::{check_value, self_checking_value, CrashLoop, CrashReport};
 pub use process::{
-    child, die_with_parent, spawn, spawn_unprivileged, spawn_with_env, start_all, Child, ChildContext, Finished,
+    child, die_with_parent, spawn, spawn_under, spawn_unprivileged, spawn_with_env, start_all, Child, ChildContext,
+    Finished,
 };
 pub use race::{CounterRace, RaceReport};
 pub use redis_server::{free_port, RedisServer, ENV_URL as REDIS_URL_ENV};

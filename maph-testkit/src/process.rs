@@ -94,7 +94,16 @@ pub fn spawn(test: &str, role: &str, args: &[String]) -> Child {
 /// As [`spawn`], with extra environment variables for the child (a service's
 /// address, say).
 pub fn spawn_with_env(test: &str, role: &str, args: &[String], env: &[(String, String)]) -> Child {
-    spawn_configured(test, role, args, env, |_| {})
+    spawn_configured(&[], test, role, args, env, |_| {})
+}
+
+/// As [`spawn`], with the test binary started by `wrapper`: a program and its
+/// arguments, which then runs the binary with its arguments (for example
+/// `["unshare", "--pid", "--fork", "--kill-child"]` to run the child in a pid
+/// namespace of its own). The wrapper must pass standard input, output and
+/// error through.
+pub fn spawn_under(wrapper: &[&str], test: &str, role: &str, args: &[String]) -> Child {
+    spawn_configured(wrapper, test, role, args, &[], |_| {})
 }
 
 /// As [`spawn_with_env`], but a child that this process runs as root runs as
@@ -110,7 +119,7 @@ pub fn spawn_with_env(test: &str, role: &str, args: &[String], env: &[(String, S
 pub fn spawn_unprivileged(test: &str, role: &str, args: &[String], env: &[(String, String)]) -> Child {
     // SAFETY: geteuid takes no arguments and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
-    spawn_configured(test, role, args, env, |command| {
+    spawn_configured(&[], test, role, args, env, |command| {
         if root {
             command.uid(NOBODY).gid(NOBODY);
         }
@@ -121,6 +130,7 @@ pub fn spawn_unprivileged(test: &str, role: &str, args: &[String], env: &[(Strin
 const NOBODY: u32 = 65534;
 
 fn spawn_configured(
+    wrapper: &[&str],
     test: &str,
     role: &str,
     args: &[String],
@@ -129,7 +139,14 @@ fn spawn_configured(
 ) -> Child {
     let exe = std::env::current_exe().expect("the test binary's path");
     let joined = args.join(&ARG_SEPARATOR.to_string());
-    let mut command = Command::new(exe);
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
     command
         .args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
         .env(ENV_TEST, test)

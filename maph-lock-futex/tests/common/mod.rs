@@ -110,3 +110,52 @@ pub fn dead_pid() -> u32 {
     child.wait().unwrap();
     pid
 }
+
+/// Why tests that need `wrapper` (an `unshare` command line, which needs
+/// root) cannot run here, or `None` if they can: it runs `wrapper true` once.
+pub fn cannot_run_under(wrapper: &[&str]) -> Option<String> {
+    // SAFETY: geteuid takes no arguments and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: new namespaces need CAP_SYS_ADMIN (CI runs as root)".into());
+    }
+    match std::process::Command::new(wrapper[0]).args(&wrapper[1..]).arg("true").output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "`{} true` failed ({}): {}",
+            wrapper.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run {}: {e}", wrapper[0])),
+    }
+}
+
+/// The inode of this process's namespace of `kind` (`pid`, `mnt`), from
+/// `/proc/self/ns/<kind>`.
+pub fn namespace_of_self(kind: &str) -> u64 {
+    let link = std::fs::read_link(format!("/proc/self/ns/{kind}")).expect("read /proc/self/ns");
+    let text = link.to_str().unwrap();
+    text[text.find('[').unwrap() + 1..text.len() - 1].parse().unwrap()
+}
+
+/// This process's pid as `/proc` shows it (in the namespace /proc was mounted
+/// for: the host's, in a child of `unshare --pid --fork` without `--mount-proc`).
+pub fn pid_as_proc_shows_it() -> u32 {
+    std::fs::read_link("/proc/self").unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Waits, checking every millisecond, until `path` exists. Panics, naming
+/// `what`, after a bound only a stuck test reaches.
+pub fn wait_for_file(path: &Path, what: &str) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "{what}: {} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The state letter (field 3) of `/proc/<pid>/stat`, `None` if unreadable.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..].split_ascii_whitespace().next()?.chars().next()
+}
