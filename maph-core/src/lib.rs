@@ -47,6 +47,16 @@ mod slot;
 mod store;
 mod strategy;
 mod sync;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
+/// Without the `test-hooks` feature the pause points are empty and vanish.
+#[cfg(not(feature = "test-hooks"))]
+mod test_hooks {
+    #[inline(always)]
+    pub(crate) fn slot_body_word_stored(_words: u32) {}
+    #[inline(always)]
+    pub(crate) fn slots_written(_slots: u32) {}
+}
 mod write;
 
 pub use coordinator::{

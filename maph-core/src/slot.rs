@@ -240,8 +240,12 @@ impl<'r> Slot<'r> {
             hash_version.store((old & !0xffff_ffff) | u64::from(version.wrapping_add(1)), Ordering::Relaxed);
             fence(Ordering::Release);
             self.meta_word().store(meta.encode(), Ordering::Relaxed);
+            crate::test_hooks::slot_body_word_stored(1);
             self.checksum_word().store(checksum, Ordering::Relaxed);
-            self.region.copy_in(self.offset + SLOT_OFF_BODY, &bytes[8..]);
+            crate::test_hooks::slot_body_word_stored(2);
+            self.region.copy_in(self.offset + SLOT_OFF_BODY, &bytes[8..], |words| {
+                crate::test_hooks::slot_body_word_stored(2 + words)
+            });
             hash_version.store(u64::from(tag) << 32 | u64::from(version.wrapping_add(2)), Ordering::Release);
         });
     }

@@ -230,7 +230,8 @@ impl Store {
         let plan = self.plan(ops, guard.coordinator().excludes_writers())?;
 
         // Apply: each touched slot once, with its final state.
-        for &(index, was_live, state) in &plan.slots {
+        for (written, &(index, was_live, state)) in plan.slots.iter().enumerate() {
+            crate::test_hooks::slots_written(written as u32);
             let entry = match state {
                 Planned::Live { op, tag } => {
                     let (key, value) = ops[op];
