@@ -273,3 +273,16 @@ fn a_single_writer_lock_file_error_is_clear() {
     maph_testkit::Contract::new("a_single_writer_lock_file_error_is_clear", Config::new(64), SingleWriter::new)
         .lock_file_errors_are_clear();
 }
+
+/// Shared access is not granted beside the exclusive ticket, nor exclusive
+/// beside a shared one (between threads; a second process cannot even make a
+/// single writer).
+#[test]
+fn a_single_writer_excludes_shared_and_exclusive_access() {
+    maph_testkit::Contract::new(
+        "a_single_writer_excludes_shared_and_exclusive_access",
+        Config::new(64),
+        SingleWriter::new,
+    )
+    .exclusive_and_shared_exclude_each_other();
+}

@@ -334,3 +334,11 @@ fn shared_windows_coexist_across_processes_and_keep_writers_out() {
         assert!(other.lock_exclusive_for(window(105, 1), GENEROUS).is_ok(), "{variant}: free once the reader left");
     }
 }
+
+/// Exclusive and shared access exclude each other, between threads and processes.
+#[test]
+fn exclusive_and_shared_access_exclude_each_other() {
+    for variant in ALL {
+        contract("exclusive_and_shared_access_exclude_each_other", variant).exclusive_and_shared_exclude_each_other();
+    }
+}

@@ -151,3 +151,9 @@ fn the_kernel_shared_lock_lasts_until_the_last_thread_releases() {
     drop(second);
     assert!(probe(), "the last shared holder released the lock");
 }
+
+/// Exclusive and shared access exclude each other, between threads and processes.
+#[test]
+fn exclusive_and_shared_access_exclude_each_other() {
+    contract("exclusive_and_shared_access_exclude_each_other").exclusive_and_shared_exclude_each_other();
+}

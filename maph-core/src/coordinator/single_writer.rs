@@ -120,20 +120,16 @@ impl WriteCoordinator for SingleWriter {
     }
 
     fn acquire(&self, access: Access, scope: LockScope, wait: Wait) -> Result<Option<Ticket>> {
-        // Readers never need the lease: writes are seqlocked, so shared access is
-        // granted at once. Exclusive access only has to exclude our own threads.
-        if access == Access::Shared {
-            return Ok(Some(Ticket::new(access, scope)));
-        }
+        // No other process can write, so both kinds of access only have to
+        // exclude this process's threads: the gate, taken for `access`. A
+        // shared guard then gives a consistent view of several keys.
         Ok(self.gate.acquire(access, wait).then(|| Ticket::new(access, scope)))
     }
 
     unsafe fn release(&self, ticket: Ticket) {
-        if ticket.access == Access::Exclusive {
-            // SAFETY: the caller guarantees this ticket is held, and exclusive
-            // tickets are only issued after taking the gate exclusively.
-            unsafe { self.gate.release(Access::Exclusive) }
-        }
+        // SAFETY: the caller guarantees this ticket is held, and every ticket is
+        // issued after taking the gate for its access.
+        unsafe { self.gate.release(ticket.access) }
     }
 
     fn counters(&self) -> &ContentionCounters {
