@@ -60,10 +60,7 @@ pub enum Error {
     },
 
     /// The file is a maph store written by an incompatible format version.
-    #[error(
-        "{path} uses maph format version {found}, this build reads version {supported}; \
-         open it with a matching maph version"
-    )]
+    #[error("{}", unsupported_version_message(path, *found, *supported))]
     UnsupportedVersion {
         /// The file that was opened.
         path: PathBuf,
@@ -123,6 +120,27 @@ pub enum Error {
         presented: u64,
         /// The highest token the store has accepted.
         highest: u64,
+    },
+
+    /// A slot this writer was writing was changed by someone else before the
+    /// writer published it: another holder judged it dead (its lock or lease
+    /// ended while it was paused) and repaired or rewrote the slot.
+    #[error(
+        "slot {slot} was rewritten by another writer while this one was writing it (this writer's lock or lease \
+         ended while it was paused); this write was not published and its other keys may or may not have been; \
+         the slot is left for repair: run `maph verify --repair`, then check the keys this write touched"
+    )]
+    Overtaken {
+        /// The slot whose publish failed.
+        slot: u64,
+    },
+
+    /// The store is being repaired and its writers do not coordinate, so they
+    /// are kept out until the repair is done.
+    #[error("the store is being repaired by process {pid}; writes resume when it finishes, retry then")]
+    UnderRepair {
+        /// The repairing process.
+        pid: u32,
     },
 
     /// A lock could not be acquired before the deadline.
@@ -194,6 +212,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn unsupported_version_message(path: &std::path::Path, found: u32, supported: u32) -> String {
+    let path = path.display();
+    if found < supported {
+        format!(
+            "{path} is a maph store of format version {found}, written by an older maph; this build reads version \
+             {supported}. Stop its writers, then copy its entries into a new store with `maph migrate {path} NEW` \
+             (the old file is left as it was), or recreate it"
+        )
+    } else {
+        format!(
+            "{path} uses maph format version {found}, written by a newer maph; this build reads version \
+             {supported}: open it with that newer maph"
+        )
+    }
 }
 
 fn writer_busy_message(pid: Option<u32>) -> String {

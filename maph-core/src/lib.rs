@@ -39,6 +39,7 @@ mod error;
 mod files;
 pub mod format;
 mod hash;
+mod intent;
 mod iter;
 mod lock_file;
 mod repair;
@@ -65,7 +66,7 @@ pub use coordinator::{
 };
 pub use error::{Error, Result};
 pub use files::create_new_atomically;
-pub use format::Layout;
+pub use format::{Layout, StoreUuid};
 pub use iter::{Iter, StoreStats};
 pub use lock_file::{lock_path, open_lock_file, read_pid, write_pid};
 pub use repair::{RepairReport, VerifyReport};

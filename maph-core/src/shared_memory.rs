@@ -151,7 +151,6 @@ impl SharedRegion {
 
     /// Writes `bytes` starting at `offset` (8-aligned), word by word, zero-padding
     /// the last word. Only a writer holding the slot calls this.
-    #[inline]
     /// `stored(n)` runs after the n-th word (a test's pause point; empty otherwise).
     #[inline]
     pub fn copy_in(&self, offset: usize, bytes: &[u8], stored: impl Fn(u32)) {

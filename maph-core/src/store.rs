@@ -11,8 +11,8 @@ use crate::sync::Ordering;
 use std::time::Duration;
 
 use crate::format::{
-    Layout, COUNTERS_OFFSET, COUNTER_SHARDS, COUNTER_STRIDE, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE,
-    OFF_HIGHEST_FENCE, OFF_RETIRED, RETIRED,
+    Layout, StoreUuid, COUNTERS_OFFSET, COUNTER_SHARDS, COUNTER_STRIDE, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE,
+    HEADER_SIZE, IMMUTABLE_LEN, OFF_HIGHEST_FENCE, OFF_RETIRED, RETIRED,
 };
 #[cfg(not(loom))]
 use crate::format::{COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET};
@@ -155,6 +155,7 @@ pub struct Store {
     pub(crate) layout: Layout,
     path: PathBuf,
     id: StoreId,
+    uuid: StoreUuid,
     mode: Mode,
     pub(crate) read_patience: Duration,
     // Keeps the descriptor the mapping was made from for the handle's life.
@@ -181,10 +182,11 @@ impl Store {
         let layout = config.layout();
         layout.validate().map_err(Error::InvalidConfig)?;
         let len = layout.file_len().expect("validated");
+        let uuid = StoreUuid::random()?;
         crate::files::create_new_atomically(path, |file| {
             // A sparse file: slots read as zero (empty) until written.
             file.set_len(len)?;
-            file.write_all(&layout.encode_header())
+            file.write_all(&layout.encode_header(uuid))
         })
     }
 
@@ -215,21 +217,62 @@ impl Store {
         }
         // Read the header with read(2), not through the mapping: a file that is
         // shorter than its header claims must be rejected before it is mapped.
-        let mut header = [0u8; 64];
+        let mut header = [0u8; IMMUTABLE_LEN];
         (&file)
             .read_exact(&mut header)
             .map_err(|e| Error::io(format!("could not read the header of {}", path.display()), e))?;
-        let layout = Layout::decode_header(path, &header, len)?;
+        let (layout, uuid) = Layout::decode_header(path, &header, len)?;
         let region = SharedRegion::map(&file, len as usize, mode == Mode::ReadWrite)?;
         Ok(Store {
             region,
             layout,
             path: path.to_path_buf(),
             id: StoreId { dev: meta.dev(), ino: meta.ino() },
+            uuid,
             mode,
             read_patience: DEFAULT_READ_PATIENCE,
             _file: file,
         })
+    }
+
+    /// Gives the store file at `path` a new random identity ([`Store::uuid`])
+    /// and returns it: for a byte-for-byte copy that is to live beside its
+    /// original as a store of its own (see `docs/FORMAT.md`, "what a copy is").
+    ///
+    /// Only for a file no process has open: every handle reads the id once, at
+    /// open, and keeps it. Nothing else in the file changes.
+    ///
+    /// ```
+    /// use maph_core::{Config, Mode, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (original, copy) = (dir.path().join("a.maph"), dir.path().join("b.maph"));
+    /// Store::create(&original, Config::new(64))?;
+    /// std::fs::copy(&original, &copy).unwrap();
+    /// let id = Store::open(&original, Mode::ReadOnly)?.uuid();
+    /// assert_eq!(Store::open(&copy, Mode::ReadOnly)?.uuid(), id, "a copy keeps the id");
+    /// let new_id = Store::assign_new_uuid(&copy)?;
+    /// assert_ne!(new_id, id);
+    /// assert_eq!(Store::open(&copy, Mode::ReadOnly)?.uuid(), new_id);
+    /// # Ok::<(), maph_core::Error>(())
+    /// ```
+    pub fn assign_new_uuid(path: impl AsRef<Path>) -> Result<StoreUuid> {
+        use std::os::unix::fs::FileExt;
+        let path = path.as_ref();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("could not open {}", path.display()), e))?;
+        let len = file.metadata().map_err(|e| Error::io(format!("could not stat {}", path.display()), e))?.len();
+        let mut header = [0u8; IMMUTABLE_LEN];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| Error::io(format!("could not read the header of {}", path.display()), e))?;
+        let (layout, _) = Layout::decode_header(path, &header, len)?;
+        let uuid = StoreUuid::random()?;
+        file.write_all_at(&layout.encode_header(uuid), 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(format!("could not write the header of {}", path.display()), e))?;
+        Ok(uuid)
     }
 
     /// Sets how long reads wait for a slot that stays mid-write (default
@@ -263,10 +306,10 @@ impl Store {
         }
         let h = self.hash(key);
         for index in self.window(h) {
-            match self.slot(index).read_for(key, h.tag, value.as_deref_mut(), self.read_patience) {
-                Ok(Seen::Match) => return Ok(Some(index)),
-                Ok(Seen::Empty) => return Ok(None),
-                Ok(Seen::Tombstone | Seen::OtherKey) => {}
+            match self.slot(index).read_for(key, h.tag, value.as_deref_mut(), true, self.read_patience) {
+                Ok((Seen::Match, _)) => return Ok(Some(index)),
+                Ok((Seen::Empty, _)) => return Ok(None),
+                Ok((Seen::Tombstone | Seen::OtherKey, _)) => {}
                 Err(fault) => return Err(self.slot_error(index, fault)),
             }
         }
@@ -376,9 +419,17 @@ impl Store {
         &self.path
     }
 
-    /// The identity (device, inode) of the store file.
+    /// The identity (device, inode) of the store file: what a coordinator is
+    /// bound to (its locks are on this file).
     pub fn id(&self) -> StoreId {
         self.id
+    }
+
+    /// The store's own identity, drawn at create and kept in its header: the
+    /// same for every process and every path that reaches the file, and for a
+    /// byte-for-byte copy of it (see `docs/FORMAT.md`).
+    pub fn uuid(&self) -> StoreUuid {
+        self.uuid
     }
 
     /// How this handle was opened.
@@ -506,6 +557,13 @@ impl Store {
             SlotFault::Damaged => Error::Corrupt {
                 path: self.path.clone(),
                 detail: format!("slot {index} has an impossible length or state"),
+            },
+            SlotFault::Checksum => Error::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "slot {index} does not match its checksum (damaged, or written by two writers at once); \
+                     `maph verify --repair` clears it"
+                ),
             },
         }
     }

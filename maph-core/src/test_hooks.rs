@@ -61,7 +61,8 @@ pub fn disarm() {
 #[inline]
 fn reached(at: Pause) {
     let code = encode(at);
-    if ARMED.load(Ordering::Relaxed) == code && ARMED.compare_exchange(code, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    if ARMED.load(Ordering::Relaxed) == code
+        && ARMED.compare_exchange(code, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     {
         // SAFETY: raise(3) sends a signal to this process; no memory is involved.
         unsafe { libc::raise(libc::SIGSTOP) };

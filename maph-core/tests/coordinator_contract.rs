@@ -286,3 +286,15 @@ fn a_single_writer_excludes_shared_and_exclusive_access() {
     )
     .exclusive_and_shared_exclude_each_other();
 }
+
+/// A writer killed mid-write: the next single writer repairs its slot when it
+/// takes the lease (from the dead writer's write-intent lane, without a scan).
+#[test]
+fn a_dead_single_writers_slot_is_repaired_by_the_next_one() {
+    maph_testkit::Contract::new(
+        "a_dead_single_writers_slot_is_repaired_by_the_next_one",
+        Config::new(1024),
+        SingleWriter::new,
+    )
+    .a_dead_writers_slot_is_repaired_by_the_next_holder();
+}

@@ -342,3 +342,13 @@ fn exclusive_and_shared_access_exclude_each_other() {
         contract("exclusive_and_shared_access_exclude_each_other", variant).exclusive_and_shared_exclude_each_other();
     }
 }
+
+/// A writer killed mid-write is cleaned up by the next holder of the lock,
+/// whole-file and byte-range alike.
+#[test]
+fn a_dead_writers_slot_is_repaired_by_the_next_holder() {
+    for variant in ALL {
+        contract("a_dead_writers_slot_is_repaired_by_the_next_holder", variant)
+            .a_dead_writers_slot_is_repaired_by_the_next_holder();
+    }
+}

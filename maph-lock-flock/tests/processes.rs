@@ -157,3 +157,9 @@ fn the_kernel_shared_lock_lasts_until_the_last_thread_releases() {
 fn exclusive_and_shared_access_exclude_each_other() {
     contract("exclusive_and_shared_access_exclude_each_other").exclusive_and_shared_exclude_each_other();
 }
+
+/// A writer killed mid-write is cleaned up by the next holder of the lock.
+#[test]
+fn a_dead_writers_slot_is_repaired_by_the_next_holder() {
+    contract("a_dead_writers_slot_is_repaired_by_the_next_holder").a_dead_writers_slot_is_repaired_by_the_next_holder();
+}

@@ -72,7 +72,10 @@ where
                     Err(e) => panic!("{what}: making the coordinator failed: {e}"),
                     Ok(lock) => {
                         assert!(lock.try_lock_exclusive(LockScope::Whole).unwrap().is_none(), "{what}: two holders");
-                        assert!(lock.try_lock_shared(LockScope::Whole).unwrap().is_none(), "{what}: shared beside exclusive");
+                        assert!(
+                            lock.try_lock_shared(LockScope::Whole).unwrap().is_none(),
+                            "{what}: shared beside exclusive"
+                        );
                     }
                 }
                 holder.start();

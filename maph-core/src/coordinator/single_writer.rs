@@ -76,7 +76,7 @@ impl SingleWriter {
             });
         }
         write_pid(&mut lease)?;
-        let repaired = store.repair_exclusively_held()?;
+        let repaired = store.repair_dead_lanes()?;
         Ok(SingleWriter {
             _lease: lease,
             lease_path,
@@ -99,7 +99,7 @@ impl SingleWriter {
                 store.path().display()
             )));
         }
-        let repaired = store.repair_exclusively_held()?;
+        let repaired = store.repair_dead_lanes()?;
         Ok(SingleWriter { store: store.id(), repaired, ..self })
     }
 
@@ -134,6 +134,10 @@ impl WriteCoordinator for SingleWriter {
 
     fn counters(&self) -> &ContentionCounters {
         &self.counters
+    }
+
+    fn locks_whole_store(&self) -> bool {
+        true
     }
 
     fn bound_store(&self) -> Option<StoreId> {
