@@ -37,7 +37,6 @@ pub fn race(
     if prepared.is_err() && created {
         // Leave nothing behind from a race that never started.
         let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(maph_core::lock_path(path));
     }
     let (store, before) = prepared?;
 

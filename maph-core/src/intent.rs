@@ -86,7 +86,7 @@ fn now_ms() -> u32 {
 }
 
 /// Whether `pid` is alive in this pid namespace (`kill(pid, 0)`).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     if pid <= 0 {
         return false;

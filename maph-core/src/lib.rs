@@ -68,7 +68,7 @@ pub use error::{Error, Result};
 pub use files::create_new_atomically;
 pub use format::{Layout, StoreUuid};
 pub use iter::{Iter, StoreStats};
-pub use lock_file::{lock_path, open_lock_file, read_pid, write_pid};
+pub use lock_file::{open_lock_file, reopen_description};
 pub use repair::{RepairReport, VerifyReport};
 pub use store::{Config, Mode, Store, StoreId, DEFAULT_READ_PATIENCE};
 pub use strategy::Strategy;

@@ -345,7 +345,7 @@ impl Store {
     }
 
     /// Whether another file has replaced this one at its path (an optimize or
-    /// rebuild swapped it). A long-lived reader checks this now and then and
+    /// rebuild swapped it, [`swap_in`](Self::swap_in)). A long-lived reader checks this now and then and
     /// calls [`reopen`](Self::reopen) when it turns true; writes to a retired
     /// store are refused with [`Error::Retired`].
     pub fn is_retired(&self) -> bool {
@@ -359,22 +359,49 @@ impl Store {
         Ok(Store::open(&self.path, self.mode)?.with_read_patience(self.read_patience))
     }
 
-    /// Atomically puts the complete store file `replacement` at this store's
-    /// path (rename), then marks this mapping retired so that every process
-    /// reading it notices and reopens. The caller must hold the writer role
-    /// (for example a [`SingleWriter`](crate::SingleWriter), which it can move to the new
-    /// file with [`SingleWriter::transfer_to`](crate::SingleWriter::transfer_to)).
-    pub fn swap_in(&self, replacement: &Path) -> Result<()> {
+    /// Atomically puts the store `replacement` (another file, complete) at this
+    /// store's path (rename), then marks this mapping retired so that every
+    /// process reading it notices and reopens. Returns the replacement, now
+    /// known by this path.
+    ///
+    /// The caller must hold this store's writer role, and should hold the
+    /// replacement's before the swap: locks belong to files, not paths, so the
+    /// writer of the old file does not own the new one. With a
+    /// [`SingleWriter`](crate::SingleWriter):
+    ///
+    /// ```
+    /// use maph_core::{Config, Mode, SingleWriter, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (path, rebuilt) = (dir.path().join("s.maph"), dir.path().join("s.maph.new"));
+    /// # Store::create(&path, Config::new(64))?;
+    /// let store = Store::open(&path, Mode::ReadWrite)?;
+    /// let lease = SingleWriter::new(&store)?;
+    /// Store::create(&rebuilt, Config::new(128))?; // filled by a rebuild, say
+    /// let replacement = Store::open(&rebuilt, Mode::ReadWrite)?;
+    /// let new_lease = SingleWriter::new(&replacement)?; // before the swap: no one else can take it
+    /// let store = store.swap_in(replacement)?;          // the old handle is retired
+    /// drop(lease);
+    /// store.set(&new_lease, b"k", b"v")?;
+    /// assert_eq!(store.path(), path);
+    /// # Ok::<(), maph_core::Error>(())
+    /// ```
+    pub fn swap_in(&self, replacement: Store) -> Result<Store> {
         if self.mode != Mode::ReadWrite {
             return Err(Error::ReadOnly);
         }
-        // Refuse anything that is not a complete store before it replaces ours.
-        Store::open(replacement, Mode::ReadOnly)?;
-        std::fs::rename(replacement, &self.path).map_err(|e| {
-            Error::io(format!("could not move {} over {}", replacement.display(), self.path.display()), e)
+        if replacement.id == self.id {
+            return Err(Error::InvalidConfig(format!("{} cannot replace itself", self.path.display())));
+        }
+        replacement.check_file_length()?;
+        std::fs::rename(&replacement.path, &self.path).map_err(|e| {
+            Error::io(format!("could not move {} over {}", replacement.path.display(), self.path.display()), e)
         })?;
+        // Release, after the rename: a reader that sees the flag and reopens the
+        // path gets the new file.
         self.region.word(OFF_RETIRED).store(RETIRED, Ordering::Release);
-        Ok(())
+        let mut replacement = replacement;
+        replacement.path = self.path.clone();
+        Ok(replacement)
     }
 
     /// Checks that the file still has the length it had when it was mapped.
@@ -423,6 +450,26 @@ impl Store {
     /// bound to (its locks are on this file).
     pub fn id(&self) -> StoreId {
         self.id
+    }
+
+    /// A new open file description of this store's file, read-write, for a
+    /// coordinator that locks it (`flock`, OFD `fcntl`): locks on it exclude
+    /// every other process that opened the same file, by any path. It is the
+    /// file this handle mapped even if another file has since taken its path.
+    /// Only for read-write handles.
+    pub fn lock_description(&self) -> Result<File> {
+        if self.mode != Mode::ReadWrite {
+            return Err(Error::ReadOnly);
+        }
+        crate::lock_file::reopen_description(&self._file, &self.path)
+    }
+
+    /// The process holding this store's single-writer lease, as it recorded
+    /// itself in the header, if that process is alive (in this pid namespace).
+    pub fn lease_holder(&self) -> Option<u32> {
+        // Relaxed: a diagnostic; it orders nothing.
+        let pid = self.region.word(crate::format::OFF_WRITER_PID).load(Ordering::Relaxed) as u32;
+        (pid != 0 && crate::intent::alive(pid)).then_some(pid)
     }
 
     /// The store's own identity, drawn at create and kept in its header: the

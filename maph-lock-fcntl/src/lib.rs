@@ -35,7 +35,7 @@ mod descriptions;
 mod options;
 mod record_lock;
 
-pub use coordinator::FcntlCoordinator;
+pub use coordinator::{classic_lock_path, FcntlCoordinator};
 pub use options::{FcntlOptions, Granularity, LockKind};
 
 // The README's example, compiled and run as a doc test so it cannot go stale.

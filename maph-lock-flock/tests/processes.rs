@@ -83,11 +83,10 @@ fn writers_that_may_not_write_are_refused() {
     contract("writers_that_may_not_write_are_refused").writers_that_may_not_write_are_refused();
 }
 
-/// The lock file cannot be made (directory gone, a directory in its place,
-/// permission denied for a non-root child): a clear error naming it.
+/// The lock is on the store file: no lock file is made beside the store.
 #[test]
-fn lock_file_errors_are_clear() {
-    contract("lock_file_errors_are_clear").lock_file_errors_are_clear();
+fn no_lock_file_is_needed_beside_the_store() {
+    contract("no_lock_file_is_needed_beside_the_store").no_lock_file_is_needed_beside_the_store();
 }
 
 /// A writer process keeps setting `a` and `b` to the same value in one write;
@@ -162,4 +161,10 @@ fn exclusive_and_shared_access_exclude_each_other() {
 #[test]
 fn a_dead_writers_slot_is_repaired_by_the_next_holder() {
     contract("a_dead_writers_slot_is_repaired_by_the_next_holder").a_dead_writers_slot_is_repaired_by_the_next_holder();
+}
+
+/// One lock whatever path reaches the store file (symlink, hard link, `../`).
+#[test]
+fn every_path_to_the_store_is_one_lock() {
+    contract("every_path_to_the_store_is_one_lock").every_path_to_the_file_is_one_lock();
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use maph_core::{lock_path, Config, Error, Mode, SingleWriter, Store};
+use maph_core::{Config, Error, Mode, SingleWriter, Store};
 use serde::Serialize;
 
 /// Target load factor of a rebuilt store: half full, so its keys find room in
@@ -103,14 +103,11 @@ fn copy_into(from: &Store, tmp: &Path, config: Config) -> Result<u64, Error> {
     commit(&mut chunk)?;
     to.flush()?;
     drop(writer);
-    // Nobody else knows the temporary name, so its lock file can go.
-    let _ = std::fs::remove_file(lock_path(tmp));
     Ok(copied)
 }
 
 fn remove_temp(tmp: &Path) {
     let _ = std::fs::remove_file(tmp);
-    let _ = std::fs::remove_file(lock_path(tmp));
 }
 
 #[cfg(test)]
@@ -138,7 +135,6 @@ mod tests {
         for i in 0..3000 {
             assert_eq!(copy.get(format!("k{i}").as_bytes()).unwrap(), Some(format!("{i}").into_bytes()));
         }
-        assert!(!lock_path(&tmp).exists(), "the temporary lock file is removed");
     }
 
     #[test]

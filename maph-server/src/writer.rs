@@ -176,30 +176,28 @@ impl WriterLoop {
             return Err(lease_lost());
         }
         let (replacement, report) = rebuild(&self.store)?;
-        if let Err(e) = self.store.swap_in(&replacement) {
-            let _ = std::fs::remove_file(&replacement);
-            return Err(e);
-        }
-        // From here the old file is retired: whatever happens, we must end up
-        // writing the new one or nothing at all.
-        let lease = self.lease.take().expect("checked above");
-        let moved = Store::open(self.store.path(), maph_core::Mode::ReadWrite)
-            .and_then(|new_store| lease.transfer_to(&new_store).map(|lease| (Arc::new(new_store), lease)));
-        match moved {
-            Ok((new_store, lease)) => {
-                self.lease = Some(lease);
-                self.store = new_store.clone();
-                *self.shared.current.write() = new_store;
-                self.shared.stats.optimizations.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(store = %self.shared.name, keys = report.keys, slots_before = report.slots_before,
-                    slots_after = report.slots_after, "optimized");
-                Ok(report)
-            }
+        // The lease belongs to a file, not a path: take the new file's lease
+        // before it replaces the old one, and keep the old lease until then.
+        let swapped = Store::open(&replacement, maph_core::Mode::ReadWrite).and_then(|new_store| {
+            let new_lease = SingleWriter::new(&new_store)?;
+            Ok((self.store.swap_in(new_store)?, new_lease))
+        });
+        let (new_store, new_lease) = match swapped {
+            Ok(swapped) => swapped,
             Err(e) => {
-                tracing::error!(store = %self.shared.name, error = %e, "lost the writer lease while swapping in the rebuilt store");
-                Err(e)
+                let _ = std::fs::remove_file(&replacement);
+                return Err(e);
             }
-        }
+        };
+        // The old file is retired now; its lease can go.
+        self.lease = Some(new_lease);
+        let new_store = Arc::new(new_store);
+        self.store = new_store.clone();
+        *self.shared.current.write() = new_store;
+        self.shared.stats.optimizations.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(store = %self.shared.name, keys = report.keys, slots_before = report.slots_before,
+            slots_after = report.slots_after, "optimized");
+        Ok(report)
     }
 }
 
