@@ -70,6 +70,23 @@ pub enum Error {
         supported: u32,
     },
 
+    /// The store lives on a network or FUSE filesystem and was opened for
+    /// writing without the single-host opt-in.
+    #[error(
+        "{path} is on a {filesystem} filesystem, and maph coordinates processes on one host: shared mappings of a \
+         file on a network or FUSE filesystem are not kept coherent between the hosts that mount it, so writers \
+         on two hosts would lose each other's updates whatever lock they take. Keep the store on a local \
+         filesystem of the host whose processes use it (one host per store file) and send writes from other \
+         hosts through maph-server; if every process that opens this store runs on this one host, open it with \
+         OpenOptions::allow_network_filesystem(true) (maph: --single-host-network-fs)"
+    )]
+    NetworkFilesystem {
+        /// The store's path.
+        path: PathBuf,
+        /// The filesystem, as `statfs` names it (NFS, CIFS, fuse, …).
+        filesystem: String,
+    },
+
     /// The file claims to be a store but its header or length is inconsistent.
     #[error("{path} is a damaged maph store: {detail}; restore it from a copy or recreate it")]
     Corrupt {

@@ -37,6 +37,7 @@
 mod coordinator;
 mod error;
 mod files;
+mod filesystem;
 pub mod format;
 mod hash;
 mod intent;
@@ -70,7 +71,7 @@ pub use format::{Layout, StoreUuid};
 pub use iter::{Iter, StoreStats};
 pub use lock_file::{open_lock_file, reopen_description};
 pub use repair::{RepairReport, VerifyReport};
-pub use store::{Config, Mode, Store, StoreId, DEFAULT_READ_PATIENCE};
+pub use store::{Config, Mode, OpenOptions, Store, StoreId, DEFAULT_READ_PATIENCE};
 pub use strategy::Strategy;
 pub use sync::spin_hint;
 pub use write::WriteTxn;

@@ -1,6 +1,6 @@
 //! The store: create, open, and lock-free reads.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions as FileOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,9 @@ pub struct Config {
     pub hash_seed: Option<u64>,
     /// The strategy whose writers may write the store (default single writer).
     pub strategy: Strategy,
+    /// Whether to skip reserving the file's blocks at create (default false);
+    /// see [`sparse`](Self::sparse).
+    pub sparse: bool,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             max_probes: DEFAULT_MAX_PROBES.min(u32::try_from(slot_count).unwrap_or(u32::MAX)).max(1),
             hash_seed: None,
             strategy: Strategy::SINGLE_WRITER,
+            sparse: false,
         }
     }
 
@@ -84,6 +88,21 @@ impl Config {
         self
     }
 
+    /// Creates the file sparse: no block is reserved at create, so creating
+    /// is instant and the file takes disk space (or, on tmpfs, memory) only as
+    /// slots are written.
+    ///
+    /// **The risk:** a write through the mapping that needs a new block of a
+    /// full filesystem cannot fail with an error; the kernel kills the writing
+    /// process with SIGBUS (in maph-server, every served store with it). By
+    /// default [`Store::create`] reserves every block (`posix_fallocate`) and
+    /// fails cleanly when the space is not there; choose sparse only where the
+    /// filesystem cannot fill up, or the store is scratch.
+    pub fn sparse(mut self, sparse: bool) -> Config {
+        self.sparse = sparse;
+        self
+    }
+
     fn layout(&self) -> Layout {
         Layout {
             slot_count: self.slot_count,
@@ -91,6 +110,20 @@ impl Config {
             max_probes: self.max_probes,
             hash_seed: self.hash_seed.unwrap_or_else(random_seed),
             strategy: self.strategy,
+        }
+    }
+}
+
+/// Reserves the blocks of `file`'s first `len` bytes (and sets its length).
+fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: posix_fallocate on a descriptor we own; no memory is involved.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            code => return Err(std::io::Error::from_raw_os_error(code)),
         }
     }
 }
@@ -107,6 +140,58 @@ pub enum Mode {
     ReadOnly,
     /// Maps the file read-write; writes still go through a coordinator.
     ReadWrite,
+}
+
+/// How a store is opened: [`Store::open`] with more choices.
+///
+/// ```
+/// use maph_core::{Config, Mode, OpenOptions, Store};
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("options.maph");
+/// # Store::create(&path, Config::new(64))?;
+/// let store = OpenOptions::new(Mode::ReadWrite).read_patience(Duration::from_millis(50)).open(&path)?;
+/// # Ok::<(), maph_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+    mode: Mode,
+    allow_network_filesystem: bool,
+    read_patience: Duration,
+}
+
+impl OpenOptions {
+    /// Options for opening in `mode`, every other choice at its default.
+    pub fn new(mode: Mode) -> OpenOptions {
+        OpenOptions { mode, allow_network_filesystem: false, read_patience: DEFAULT_READ_PATIENCE }
+    }
+
+    /// Allows opening a store for writing on a network or FUSE filesystem (NFS,
+    /// SMB/CIFS, 9p, Ceph, FUSE, …), which is refused by default.
+    ///
+    /// maph coordinates processes on **one host**: shared mappings of a file on
+    /// a network filesystem are not kept coherent between the machines that
+    /// mount it, so writers on two hosts lose each other's updates whatever
+    /// lock they take (one writes back its stale copy of a page the other
+    /// changed). Say `true` only when every process that opens this store, to
+    /// read or to write, runs on this one machine (one host mounting NFS, say).
+    /// Writers elsewhere go through `maph-server`.
+    pub fn allow_network_filesystem(mut self, allow: bool) -> OpenOptions {
+        self.allow_network_filesystem = allow;
+        self
+    }
+
+    /// How long reads wait for a slot that stays mid-write (default
+    /// [`DEFAULT_READ_PATIENCE`]) before returning [`Error::SlotBusy`].
+    pub fn read_patience(mut self, patience: Duration) -> OpenOptions {
+        self.read_patience = patience;
+        self
+    }
+
+    /// Opens the store at `path` with these options.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), self)
+    }
 }
 
 /// Identifies a store file (device and inode), so a coordinator made for one
@@ -157,6 +242,7 @@ pub struct Store {
     id: StoreId,
     uuid: StoreUuid,
     mode: Mode,
+    allow_network_filesystem: bool,
     pub(crate) read_patience: Duration,
     // Keeps the descriptor the mapping was made from for the handle's life.
     _file: File,
@@ -176,25 +262,54 @@ impl Store {
     /// Creates a new, empty store at `path`. Fails if a file is already there.
     ///
     /// The file is built under a temporary name and linked into place only when
-    /// complete, so no process ever opens a half-written store.
+    /// complete, so no process ever opens a half-written store, and a create
+    /// that fails leaves nothing behind. Every block of the file is reserved
+    /// (`posix_fallocate`), so that no later write through the mapping can find
+    /// the filesystem full (which would kill the writer with SIGBUS); if the
+    /// space is not there, the error says so. [`Config::sparse`] skips the
+    /// reservation.
     pub fn create(path: impl AsRef<Path>, config: Config) -> Result<()> {
         let path = path.as_ref();
         let layout = config.layout();
         layout.validate().map_err(Error::InvalidConfig)?;
         let len = layout.file_len().expect("validated");
         let uuid = StoreUuid::random()?;
-        crate::files::create_new_atomically(path, |file| {
-            // A sparse file: slots read as zero (empty) until written.
-            file.set_len(len)?;
+        let created = crate::files::create_new_atomically(path, |file| {
+            if config.sparse {
+                // Slots read as zero (empty) until written.
+                file.set_len(len)?;
+            } else {
+                reserve(file, len)?;
+            }
             file.write_all(&layout.encode_header(uuid))
+        });
+        created.map_err(|e| match e {
+            Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => Error::io(
+                format!(
+                    "not enough space on the filesystem of {} for a store of {len} bytes ({} slots of {} bytes): \
+                     free some space, create a smaller store, or create it sparse (Config::sparse, `maph create \
+                     --sparse`) and accept that a write finding the disk full then kills the writer (SIGBUS)",
+                    path.display(),
+                    layout.slot_count,
+                    layout.slot_size
+                ),
+                source,
+            ),
+            other => other,
         })
     }
 
     /// Opens an existing store. Rejects, with an error saying why, any file that
-    /// is not a complete store of this format version.
+    /// is not a complete store of this format version, and a store on a
+    /// network or FUSE filesystem for writing ([`Error::NetworkFilesystem`]; see
+    /// [`OpenOptions::allow_network_filesystem`]).
     pub fn open(path: impl AsRef<Path>, mode: Mode) -> Result<Store> {
-        let path = path.as_ref();
-        let file = OpenOptions::new().read(true).write(mode == Mode::ReadWrite).open(path).map_err(|e| {
+        OpenOptions::new(mode).open(path)
+    }
+
+    fn open_with(path: &Path, options: &OpenOptions) -> Result<Store> {
+        let mode = options.mode;
+        let file = FileOptions::new().read(true).write(mode == Mode::ReadWrite).open(path).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => " (no such file: create it first)",
                 std::io::ErrorKind::PermissionDenied => " (permission denied: open it read-only?)",
@@ -205,6 +320,13 @@ impl Store {
         let meta = file.metadata().map_err(|e| Error::io(format!("could not stat {}", path.display()), e))?;
         if !meta.is_file() {
             return Err(Error::NotAStore { path: path.into(), reason: "it is not a regular file".into() });
+        }
+        if mode == Mode::ReadWrite && !options.allow_network_filesystem {
+            let magic = crate::filesystem::magic_of(&file)
+                .map_err(|e| Error::io(format!("could not statfs {}", path.display()), e))?;
+            if let Some(filesystem) = crate::filesystem::shared_filesystem_name(magic) {
+                return Err(Error::NetworkFilesystem { path: path.into(), filesystem: filesystem.to_string() });
+            }
         }
         let len = meta.len();
         if len < HEADER_SIZE as u64 {
@@ -230,7 +352,8 @@ impl Store {
             id: StoreId { dev: meta.dev(), ino: meta.ino() },
             uuid,
             mode,
-            read_patience: DEFAULT_READ_PATIENCE,
+            allow_network_filesystem: options.allow_network_filesystem,
+            read_patience: options.read_patience,
             _file: file,
         })
     }
@@ -258,7 +381,7 @@ impl Store {
     pub fn assign_new_uuid(path: impl AsRef<Path>) -> Result<StoreUuid> {
         use std::os::unix::fs::FileExt;
         let path = path.as_ref();
-        let file = OpenOptions::new()
+        let file = FileOptions::new()
             .read(true)
             .write(true)
             .open(path)
@@ -356,7 +479,10 @@ impl Store {
 
     /// Opens the file now at this store's path, in the same mode.
     pub fn reopen(&self) -> Result<Store> {
-        Ok(Store::open(&self.path, self.mode)?.with_read_patience(self.read_patience))
+        OpenOptions::new(self.mode)
+            .allow_network_filesystem(self.allow_network_filesystem)
+            .read_patience(self.read_patience)
+            .open(&self.path)
     }
 
     /// Atomically puts the store `replacement` (another file, complete) at this
