@@ -329,7 +329,7 @@ impl Store {
             }
         }
         let len = meta.len();
-        if len < HEADER_SIZE as u64 {
+        if len < IMMUTABLE_LEN as u64 {
             let reason = if len == 0 {
                 "the file is empty".to_string()
             } else {
@@ -339,6 +339,8 @@ impl Store {
         }
         // Read the header with read(2), not through the mapping: a file that is
         // shorter than its header claims must be rejected before it is mapped.
+        // (Magic and version come first: a store of another version, whose
+        // header may be smaller, is named as such.)
         let mut header = [0u8; IMMUTABLE_LEN];
         (&file)
             .read_exact(&mut header)
