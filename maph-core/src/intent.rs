@@ -41,8 +41,10 @@ pub(crate) const SCOPE: u64 = u64::MAX;
 /// How many slots a lane lists; a commit of more records its scope instead.
 pub(crate) const LISTED: usize = 3;
 /// A lane claimed for longer than this is looked at by other writers (is its
-/// owner alive?); a live commit gives its lane back within microseconds.
-const OLD_LANE_MS: u32 = 10;
+/// owner alive?); a live commit gives its lane back within microseconds. With
+/// the coarse clock this means "claimed before the last clock tick" (a tick is
+/// 1 to 4 ms), so a live commit is looked at about once in thousands.
+const OLD_LANE_MS: u32 = 1;
 
 const W_OWNER: usize = 0;
 const W_NAMESPACE_TIME: usize = 8;
@@ -374,6 +376,25 @@ mod tests {
         assert!(alive(std::process::id()));
         assert!(!alive(0));
         assert!(!alive(u32::MAX));
+    }
+
+    #[test]
+    fn uncoordinated_writers_are_refused_while_the_maintenance_mark_is_set() {
+        use crate::{Config, Mode, Strategy, Uncoordinated};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marked.maph");
+        Store::create(&path, Config::new(64).strategy(Strategy::UNCOORDINATED)).unwrap();
+        let store = Store::open(&path, Mode::ReadWrite).unwrap();
+        let writer = Store::open(&path, Mode::ReadWrite).unwrap();
+        let mark = MaintenanceMark::set(&store).unwrap();
+        match writer.set(&Uncoordinated::new(), b"k", b"v") {
+            Err(Error::UnderRepair { pid }) => assert_eq!(pid, std::process::id()),
+            other => panic!("a write during a repair gave {other:?}"),
+        }
+        assert_eq!(store.lanes_busy(), 0, "the refused writer gave its lane back");
+        drop(mark);
+        writer.set(&Uncoordinated::new(), b"k", b"v").unwrap();
+        assert_eq!(writer.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
