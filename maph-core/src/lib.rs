@@ -10,6 +10,12 @@
 //!   `maph-coord-redis` and `maph-shard` add the others).
 //! - The file format is documented byte by byte in `docs/FORMAT.md` and in [`format`](mod@format).
 //!
+//! Every strategy coordinates the processes of **one host**: a store on a
+//! network or FUSE filesystem is refused for writing (see
+//! [`OpenOptions::allow_network_filesystem`]); writers on other hosts go through
+//! `maph-server`. Every lock is on the store file itself, so processes that reach
+//! it by different paths (symlinks, hard links, bind mounts) coordinate as one.
+//!
 //! ```
 //! use maph_core::{Config, Mode, SingleWriter, Store};
 //! # let dir = tempfile::tempdir().unwrap();
@@ -27,7 +33,7 @@
 //! |---|---|---|
 //! | [`SingleWriter`] | maph-core | one process can own all writes (a server); cheapest |
 //! | flock | maph-lock-flock | several local processes write, whole-store lock |
-//! | fcntl | maph-lock-fcntl | as flock, plus byte ranges (parallel writers of different keys), NFS |
+//! | fcntl | maph-lock-fcntl | as flock, plus byte ranges (parallel writers of different keys) |
 //! | Redis token | maph-coord-redis | writers already coordinate through Redis; fencing against stalls |
 //! | partitioning | maph-shard | keys split naturally by owner; writers never wait |
 //! | [`Uncoordinated`] | maph-core | never in production: the baseline that shows the race |
