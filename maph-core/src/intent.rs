@@ -71,11 +71,21 @@ fn pid_namespace_of(pid: &str) -> Option<u32> {
     std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| m.ino() as u32)
 }
 
-/// A per-process claim number, so that an owner word is never reused by this
-/// process while an old claim of it might still be looked at.
+/// A claim number unique within this process for as long as a claim may be
+/// looked at, so that two claims of one lane never have the same owner word:
+/// the thread's index (high 12 bits) and a count of its claims (low 20 bits,
+/// wrapping). Thread-local, so a commit pays no shared read-modify-write for it.
 fn next_claim() -> u32 {
-    static CLAIMS: AtomicU32 = AtomicU32::new(1);
-    CLAIMS.fetch_add(1, Ordering::Relaxed).max(1)
+    static THREADS: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        static CLAIMS: std::cell::Cell<u32> = std::cell::Cell::new(THREADS.fetch_add(1, Ordering::Relaxed) << 20);
+    }
+    CLAIMS.with(|claims| {
+        let n = claims.get();
+        let next = (n & 0xfff0_0000) | (n.wrapping_add(1) & 0x000f_ffff);
+        claims.set(next);
+        next.max(1)
+    })
 }
 
 /// Milliseconds of the coarse monotonic clock (a vDSO read, a few ns), wrapping.

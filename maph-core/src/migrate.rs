@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::coordinator::{Access, ContentionCounters, LockScope, Ticket, Wait, WriteCoordinator};
 use crate::format::{Meta, SlotState, MAGIC};
@@ -53,27 +53,12 @@ pub fn migrate_v1(old: &Path, new: &Path) -> Result<MigrateReport> {
         .max_probes(layout.max_probes)
         .hash_seed(layout.hash_seed)
         .strategy(layout.strategy);
-    let tmp = temporary_name(new);
+    let tmp = crate::files::temp_sibling(new, "migrating");
     Store::create(&tmp, config)?;
-    let copied = copy_entries(&file, &layout, &tmp).and_then(|report| {
-        std::fs::hard_link(&tmp, new).map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                format!("{} already exists; give the new store a path of its own", new.display())
-            } else {
-                format!("could not create {}", new.display())
-            };
-            Error::io(what, e)
-        })?;
-        Ok(report)
-    });
+    let copied =
+        copy_entries(&file, &layout, &tmp).and_then(|report| crate::files::link_into_place(&tmp, new).map(|()| report));
     let _ = std::fs::remove_file(&tmp);
     copied
-}
-
-fn temporary_name(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".migrating.{}", std::process::id()));
-    PathBuf::from(name)
 }
 
 fn read_v1_header(path: &Path, file: &File) -> Result<V1Layout> {

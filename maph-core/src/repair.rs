@@ -264,14 +264,22 @@ impl Store {
         for (k, &count) in live.iter().enumerate() {
             self.live_word(k).store(count, Ordering::Relaxed);
         }
-        // Every lane is repaired by the pass above: free them all.
+        // Every lane is repaired by the pass above: free them all. With atomic
+        // read-modify-writes of the busy word: a refused uncoordinated writer may
+        // be giving its lane back at the same moment.
+        let busy = self.lanes_busy();
         for index in 0..LANES {
-            if let Some(record) = self.lane_record(index) {
-                self.free_repaired_lane(index, record.owner, true);
-                report.lanes += 1;
+            match self.lane_record(index) {
+                Some(record) => {
+                    self.free_repaired_lane(index, record.owner, false);
+                    report.lanes += 1;
+                }
+                None if busy & (1 << index) != 0 => {
+                    self.region.word(OFF_LANES_BUSY).fetch_and(!(1 << index), Ordering::Release);
+                }
+                None => {}
             }
         }
-        self.region.word(OFF_LANES_BUSY).store(0, Ordering::Release);
         // A retired word that is neither 0 nor the mark is damage, not a retirement.
         let retired = self.region.word(OFF_RETIRED);
         if !matches!(retired.load(Ordering::Relaxed), 0 | RETIRED) {

@@ -202,20 +202,22 @@ impl<'r> Slot<'r> {
         verify: bool,
         patience: Duration,
     ) -> Result<(Seen, u64), SlotFault> {
-        with_scratch(|covered| {
-            let mut waiter = Waiter::new(patience);
-            let mut bad_checksums = 0;
-            loop {
-                let before = self.hash_version().load(Ordering::Acquire);
-                if before & 1 == 1 {
-                    waiter.wait()?;
-                    continue;
-                }
-                let meta_word = self.meta_word().load(Ordering::Relaxed);
-                let meta = Meta::decode(meta_word, self.capacity);
-                let (mut seq, mut checksum) = (0, 0);
-                // `None` (torn or damaged meta) is decided after validation.
-                let seen = meta.map(|m| match m.state {
+        let mut waiter = Waiter::new(patience);
+        let mut bad_checksums = 0;
+        // Where a verified value goes when the caller wants none (`contains`).
+        let mut discarded = Vec::new();
+        loop {
+            let before = self.hash_version().load(Ordering::Acquire);
+            if before & 1 == 1 {
+                waiter.wait()?;
+                continue;
+            }
+            let meta_word = self.meta_word().load(Ordering::Relaxed);
+            let (mut seq, mut checksum) = (0, 0);
+            // `None` (torn or damaged meta) is decided after validation.
+            let seen = match Meta::decode(meta_word, self.capacity) {
+                None => None,
+                Some(m) => Some(match m.state {
                     SlotState::Empty => Seen::Empty,
                     SlotState::Tombstone => Seen::Tombstone,
                     SlotState::Live => {
@@ -224,12 +226,9 @@ impl<'r> Slot<'r> {
                             seq = self.seq_word().load(Ordering::Relaxed);
                             if verify {
                                 checksum = self.checksum_word().load(Ordering::Relaxed);
-                                covered.clear();
-                                covered.extend_from_slice(&meta_word.to_le_bytes());
-                                covered.extend_from_slice(&seq.to_le_bytes());
-                                covered.extend_from_slice(key);
-                                self.region.copy_out(body + m.key_len, m.value_len, covered);
-                            } else if let Some(out) = value_out.as_deref_mut() {
+                            }
+                            if verify || value_out.is_some() {
+                                let out = value_out.as_deref_mut().unwrap_or(&mut discarded);
                                 out.clear();
                                 self.region.copy_out(body + m.key_len, m.value_len, out);
                             }
@@ -238,30 +237,27 @@ impl<'r> Slot<'r> {
                             Seen::OtherKey
                         }
                     }
-                });
-                fence(Ordering::Acquire);
-                if self.hash_version().load(Ordering::Relaxed) != before {
-                    waiter.wait()?;
+                }),
+            };
+            fence(Ordering::Acquire);
+            if self.hash_version().load(Ordering::Relaxed) != before {
+                waiter.wait()?;
+                continue;
+            }
+            let seen = seen.ok_or(SlotFault::Damaged)?;
+            if seen == Seen::Match && verify {
+                let value = value_out.as_deref().unwrap_or(&discarded);
+                if checksum_of_parts(meta_word, seq, key, value) != checksum {
+                    bad_checksums += 1;
+                    if bad_checksums > CHECKSUM_RETRIES {
+                        return Err(SlotFault::Checksum);
+                    }
+                    std::thread::yield_now();
                     continue;
                 }
-                let seen = seen.ok_or(SlotFault::Damaged)?;
-                if seen == Seen::Match && verify {
-                    if xxhash_rust::xxh3::xxh3_64(covered) != checksum {
-                        bad_checksums += 1;
-                        if bad_checksums > CHECKSUM_RETRIES {
-                            return Err(SlotFault::Checksum);
-                        }
-                        std::thread::yield_now();
-                        continue;
-                    }
-                    if let Some(out) = value_out.as_deref_mut() {
-                        out.clear();
-                        out.extend_from_slice(&covered[16 + key.len()..]);
-                    }
-                }
-                return Ok((seen, seq));
             }
-        })
+            return Ok((seen, seq));
+        }
     }
 
     /// Copies the whole slot out under the seqlock, checking its checksum.
@@ -443,12 +439,30 @@ fn checksum_of(meta: Meta, seq: u64, body: &[u8]) -> u64 {
     if meta.state == SlotState::Empty {
         return 0;
     }
-    with_scratch(|bytes| {
-        bytes.extend_from_slice(&meta.encode().to_le_bytes());
-        bytes.extend_from_slice(&seq.to_le_bytes());
-        bytes.extend_from_slice(body);
-        xxhash_rust::xxh3::xxh3_64(bytes)
-    })
+    let (key, value) = body.split_at(meta.key_len.min(body.len()));
+    checksum_of_parts(meta.encode(), seq, key, value)
+}
+
+/// xxh3-64 of meta ‖ seq ‖ key ‖ value, as `Slot::write` computes it over the
+/// composed bytes: one pass over a stack copy when they fit in 256 bytes (the
+/// common case, cheaper than the streaming hasher), streamed otherwise.
+#[inline]
+fn checksum_of_parts(meta_word: u64, seq: u64, key: &[u8], value: &[u8]) -> u64 {
+    let len = 16 + key.len() + value.len();
+    if len <= 256 {
+        let mut bytes = [0u8; 256];
+        bytes[..8].copy_from_slice(&meta_word.to_le_bytes());
+        bytes[8..16].copy_from_slice(&seq.to_le_bytes());
+        bytes[16..16 + key.len()].copy_from_slice(key);
+        bytes[16 + key.len()..len].copy_from_slice(value);
+        return xxhash_rust::xxh3::xxh3_64(&bytes[..len]);
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    hasher.update(&meta_word.to_le_bytes());
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    hasher.digest()
 }
 
 /// Model checking of the seqlock with loom: every interleaving of a writer and a
