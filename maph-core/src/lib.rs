@@ -62,6 +62,10 @@ pub mod test_hooks;
 #[cfg(not(feature = "test-hooks"))]
 mod test_hooks {
     #[inline(always)]
+    pub(crate) fn slot_body_armed() -> bool {
+        false
+    }
+    #[inline(always)]
     pub(crate) fn slot_body_word_stored(_words: u32) {}
     #[inline(always)]
     pub(crate) fn slots_written(_slots: u32) {}

@@ -351,15 +351,21 @@ impl<'r> Slot<'r> {
                 Some(patience) => self.enter_unheld(patience).map_err(WriteFault::Busy)?,
             };
             fence(Ordering::Release);
+            // A test's pause point after each body word (see `test_hooks`); one
+            // load per write when the hooks are compiled in, nothing otherwise.
+            let pause_point = crate::test_hooks::slot_body_armed();
+            let stored = |words| {
+                if pause_point {
+                    crate::test_hooks::slot_body_word_stored(words)
+                }
+            };
             self.meta_word().store(meta.encode(), Ordering::Relaxed);
-            crate::test_hooks::slot_body_word_stored(1);
+            stored(1);
             self.seq_word().store(seq, Ordering::Relaxed);
-            crate::test_hooks::slot_body_word_stored(2);
+            stored(2);
             self.checksum_word().store(checksum, Ordering::Relaxed);
-            crate::test_hooks::slot_body_word_stored(3);
-            self.region.copy_in(self.offset + SLOT_OFF_BODY, &bytes[16..], |words| {
-                crate::test_hooks::slot_body_word_stored(3 + words)
-            });
+            stored(3);
+            self.region.copy_in(self.offset + SLOT_OFF_BODY, &bytes[16..], |words| stored(3 + words));
             let even = u64::from(tag) << 32 | u64::from(version.wrapping_add(2));
             // Release on success: publishes the stores above. Relaxed on
             // failure: we only report it.

@@ -69,6 +69,13 @@ fn reached(at: Pause) {
     }
 }
 
+/// Whether a pause inside slot bodies is armed: read once per slot write, so
+/// that the per-word points cost nothing when none is.
+#[inline]
+pub(crate) fn slot_body_armed() -> bool {
+    ARMED.load(Ordering::Relaxed) & !0xffff_ffff == IN_SLOT_BODY
+}
+
 pub(crate) fn slot_body_word_stored(words: u32) {
     reached(Pause::InSlotBody { words });
 }
