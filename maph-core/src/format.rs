@@ -22,7 +22,7 @@ compile_error!("the maph file format is little-endian; big-endian targets are no
 pub const MAGIC: [u8; 4] = *b"MAPH";
 /// The layout version this build reads and writes. Version 1 (a 4096-byte
 /// header, no store identity, no write-intent lanes, reads that did not check
-/// checksums) is refused with [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion).
+/// checksums) is refused with [`Error::UnsupportedVersion`].
 pub const FORMAT_VERSION: u32 = 2;
 /// Size of the header; slot 0 starts here.
 pub const HEADER_SIZE: usize = 8192;

@@ -215,30 +215,27 @@ impl<'r> Slot<'r> {
             let meta_word = self.meta_word().load(Ordering::Relaxed);
             let (mut seq, mut checksum) = (0, 0);
             // `None` (torn or damaged meta) is decided after validation.
-            let seen = match Meta::decode(meta_word, self.capacity) {
-                None => None,
-                Some(m) => Some(match m.state {
-                    SlotState::Empty => Seen::Empty,
-                    SlotState::Tombstone => Seen::Tombstone,
-                    SlotState::Live => {
-                        let body = self.offset + SLOT_OFF_BODY;
-                        if (before >> 32) as u32 == tag && m.key_len == key.len() && self.region.equals(body, key) {
-                            seq = self.seq_word().load(Ordering::Relaxed);
-                            if verify {
-                                checksum = self.checksum_word().load(Ordering::Relaxed);
-                            }
-                            if verify || value_out.is_some() {
-                                let out = value_out.as_deref_mut().unwrap_or(&mut discarded);
-                                out.clear();
-                                self.region.copy_out(body + m.key_len, m.value_len, out);
-                            }
-                            Seen::Match
-                        } else {
-                            Seen::OtherKey
+            let seen = Meta::decode(meta_word, self.capacity).map(|m| match m.state {
+                SlotState::Empty => Seen::Empty,
+                SlotState::Tombstone => Seen::Tombstone,
+                SlotState::Live => {
+                    let body = self.offset + SLOT_OFF_BODY;
+                    if (before >> 32) as u32 == tag && m.key_len == key.len() && self.region.equals(body, key) {
+                        seq = self.seq_word().load(Ordering::Relaxed);
+                        if verify {
+                            checksum = self.checksum_word().load(Ordering::Relaxed);
                         }
+                        if verify || value_out.is_some() {
+                            let out = value_out.as_deref_mut().unwrap_or(&mut discarded);
+                            out.clear();
+                            self.region.copy_out(body + m.key_len, m.value_len, out);
+                        }
+                        Seen::Match
+                    } else {
+                        Seen::OtherKey
                     }
-                }),
-            };
+                }
+            });
             fence(Ordering::Acquire);
             if self.hash_version().load(Ordering::Relaxed) != before {
                 waiter.wait()?;
