@@ -182,8 +182,13 @@ impl Store {
         let me = me();
         let owner = u64::from(me.pid) << 32 | u64::from(next_claim());
         self.lane_word(index, W_OWNER).store(owner, Ordering::Relaxed);
+        // Only range writers judge a lane by its age; an exclusive holder's lane
+        // is repaired by whoever holds the store next, so it skips the clock (a
+        // claim time of 0 reads as old: a range writer then asks whether the pid
+        // is alive).
+        let claimed_at = if claim == Claim::Exclusive { 0 } else { now_ms() };
         self.lane_word(index, W_NAMESPACE_TIME)
-            .store(u64::from(me.namespace) << 32 | u64::from(now_ms()), Ordering::Relaxed);
+            .store(u64::from(me.namespace) << 32 | u64::from(claimed_at), Ordering::Relaxed);
         let (first, len) = match scope {
             LockScope::Whole => (0, 0),
             LockScope::Window { first, len, .. } => (first, u64::from(len)),

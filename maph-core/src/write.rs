@@ -108,6 +108,9 @@ type OpRef<'a> = (&'a [u8], Option<&'a [u8]>);
 /// The index of the last operation on each distinct key, in the order of those
 /// last operations: what a commit must leave, key by key.
 fn last_op_per_key(ops: &[OpRef<'_>]) -> SmallVec<[usize; 4]> {
+    if ops.len() == 1 {
+        return smallvec::smallvec![0];
+    }
     if ops.len() <= Plan::LINEAR_LIMIT {
         return (0..ops.len()).filter(|&i| !ops[i + 1..].iter().any(|(k, _)| *k == ops[i].0)).collect();
     }
