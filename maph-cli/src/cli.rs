@@ -19,6 +19,11 @@ pub struct Cli {
     /// Redis server for stores created with `--strategy redis`.
     #[arg(long, global = true, env = "MAPH_REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
+    /// Open stores for writing even on a network or FUSE filesystem (NFS, SMB,
+    /// 9p, Ceph, FUSE). Only when every process that uses the store runs on
+    /// this one host: maph does not coordinate writers on several machines.
+    #[arg(long, global = true)]
+    pub single_host_network_fs: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,6 +46,10 @@ pub enum Command {
         /// How writers of this store take turns; recorded in the file.
         #[arg(long, value_enum, default_value_t = StrategyName::Single)]
         strategy: StrategyName,
+        /// Do not reserve the file's blocks: instant, but a write that finds
+        /// the filesystem full then kills the writer (SIGBUS).
+        #[arg(long)]
+        sparse: bool,
     },
     /// Print the value of a key.
     Get {
@@ -78,13 +87,29 @@ pub enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
-    /// Check every slot; report slots left mid-write, damaged or misplaced.
+    /// Check every slot; report slots left mid-write, damaged, misplaced or
+    /// duplicated, and lanes of writers that died.
     Verify {
         /// The store file.
         path: PathBuf,
-        /// Also repair slots a crashed writer left mid-write (takes the writer role).
+        /// Also repair every slot: takes the store's writer lock (for an
+        /// uncoordinated store, keeps its writers out until done).
         #[arg(long)]
         repair: bool,
+    },
+    /// Give a copy of a store a new identity, so it lives beside its original
+    /// as a store of its own (no process may have it open).
+    NewId {
+        /// The store file (a copy made with cp, say).
+        path: PathBuf,
+    },
+    /// Copy every whole entry of a store of an older format into a new store
+    /// (stop the old store's writers first; the old file is left as it was).
+    Migrate {
+        /// The store of format version 1.
+        old: PathBuf,
+        /// Where to create the new store (it must not exist).
+        new: PathBuf,
     },
     /// Serve a directory of stores over HTTP (the same server as maph-server).
     Serve {

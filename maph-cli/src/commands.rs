@@ -21,9 +21,10 @@ pub fn create(
     slot_size: u32,
     max_probes: Option<u32>,
     strategy: StrategyName,
+    sparse: bool,
 ) -> CliResult {
     let probes = max_probes.unwrap_or_else(|| maph_core::format::DEFAULT_MAX_PROBES.min(slots.max(1) as u32));
-    let config = Config::new(slots).slot_size(slot_size).max_probes(probes).strategy(strategy.tag());
+    let config = Config::new(slots).slot_size(slot_size).max_probes(probes).strategy(strategy.tag()).sparse(sparse);
     Store::create(path, config)?;
     let store = open(path, Mode::ReadOnly)?;
     let stats = store.stats();
@@ -36,19 +37,45 @@ pub fn create(
             "max_key_bytes": store.max_key_len(),
             "strategy": stats.strategy().as_str(),
             "file_bytes": stats.file_bytes,
+            "uuid": store.uuid().to_string(),
+            "sparse": sparse,
         }),
         || {
             format!(
-                "created {}: {} slots of {} bytes (key + value up to {} bytes), strategy {}, {} bytes on disk at most",
+                "created {}: {} slots of {} bytes (key + value up to {} bytes), strategy {}, {} bytes {}",
                 path.display(),
                 stats.layout.slot_count,
                 stats.layout.slot_size,
                 store.max_value_len(0),
                 stats.strategy(),
-                stats.file_bytes
+                stats.file_bytes,
+                if sparse { "on disk at most (sparse)" } else { "reserved on disk" }
             )
         },
     )
+}
+
+pub fn new_id(out: Output, path: &Path) -> CliResult {
+    let old = open(path, Mode::ReadOnly)?.uuid();
+    let new = Store::assign_new_uuid(path)?;
+    out.emit(json!({ "path": path, "old_uuid": old.to_string(), "uuid": new.to_string() }), || {
+        format!("{}: id {old} replaced by {new}", path.display())
+    })
+}
+
+pub fn migrate(out: Output, old: &Path, new: &Path) -> CliResult {
+    let report = maph_core::migrate_v1(old, new)?;
+    out.emit(json!({ "old": old, "new": new, "entries": report.entries, "skipped": report.skipped }), || {
+        let mut text = format!("migrated {} entries from {} into {}", report.entries, old.display(), new.display());
+        if !report.skipped.is_empty() {
+            text += &format!(
+                "\n{} slots left out (mid-write or damaged in the old file): {:?}",
+                report.skipped.len(),
+                report.skipped
+            );
+        }
+        text
+    })
 }
 
 pub fn get(out: Output, path: &Path, key: &str) -> CliResult {
@@ -75,7 +102,7 @@ pub fn set(out: Output, options: &WriterOptions, path: &Path, key: &str, value: 
             buffer
         }
     };
-    let store = open(path, Mode::ReadWrite)?;
+    let store = options.open(path)?;
     let writer = writer_for(&store, options)?;
     let mut existed = false;
     store.write(&writer, |tx| {
@@ -87,7 +114,7 @@ pub fn set(out: Output, options: &WriterOptions, path: &Path, key: &str, value: 
 }
 
 pub fn del(out: Output, options: &WriterOptions, path: &Path, key: &str) -> CliResult {
-    let store = open(path, Mode::ReadWrite)?;
+    let store = options.open(path)?;
     let writer = writer_for(&store, options)?;
     let mut existed = false;
     store.write(&writer, |tx| {
@@ -160,7 +187,7 @@ pub fn scan(out: Output, path: &Path, limit: Option<u64>) -> CliResult {
 
 pub fn verify(out: Output, options: &WriterOptions, path: &Path, repair: bool) -> CliResult {
     let repaired = if repair {
-        let store = open(path, Mode::ReadWrite)?;
+        let store = options.open(path)?;
         let writer = writer_for(&store, options)?;
         Some(store.repair(&writer)?)
     } else {
@@ -179,7 +206,11 @@ pub fn verify(out: Output, options: &WriterOptions, path: &Path, repair: bool) -
             "in_progress": report.in_progress,
             "corrupt": report.corrupt,
             "misplaced": report.misplaced,
-            "repaired": repaired.as_ref().map(|r| json!({ "finished": r.finished, "cleared": r.cleared })),
+            "duplicates": report.duplicates,
+            "abandoned_lanes": report.abandoned_lanes,
+            "repaired": repaired.as_ref().map(|r| json!({
+                "finished": r.finished, "cleared": r.cleared, "damaged": r.damaged, "duplicates": r.duplicates,
+            })),
         }),
         || {
             let mut text = format!(
@@ -191,10 +222,13 @@ pub fn verify(out: Output, options: &WriterOptions, path: &Path, repair: bool) -
             );
             if let Some(r) = &repaired {
                 text += &format!(
-                    "\nrepaired {} slots (writes completed: {}, torn and cleared: {})",
-                    r.finished.len() + r.cleared.len(),
+                    "\nrepaired {} slots (writes completed: {}, torn and cleared: {}, damaged and cleared: {}, \
+                     older copies of a key cleared: {})",
+                    r.finished.len() + r.cleared.len() + r.damaged.len() + r.duplicates.len(),
                     r.finished.len(),
-                    r.cleared.len()
+                    r.cleared.len(),
+                    r.damaged.len(),
+                    r.duplicates.len()
                 );
             }
             let list = |slots: &[u64]| slots.iter().take(20).map(u64::to_string).collect::<Vec<_>>().join(", ");
@@ -207,6 +241,19 @@ pub fn verify(out: Output, options: &WriterOptions, path: &Path, repair: bool) -
             }
             if !report.corrupt.is_empty() {
                 text += &format!("\n{} damaged slots: {}", report.corrupt.len(), list(&report.corrupt));
+            }
+            if !report.duplicates.is_empty() {
+                text += &format!(
+                    "\n{} keys stored twice (older copies): {} (fix: maph verify --repair)",
+                    report.duplicates.len(),
+                    list(&report.duplicates)
+                );
+            }
+            if report.abandoned_lanes > 0 {
+                text += &format!(
+                    "\n{} write-intent lanes of writers that died (the next writer repairs them; or maph verify --repair)",
+                    report.abandoned_lanes
+                );
             }
             if !report.misplaced.is_empty() {
                 text += &format!(

@@ -37,11 +37,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CliResult {
     let out = Output { json: cli.json };
-    let options = WriterOptions { redis_url: cli.redis_url };
+    let options = WriterOptions { redis_url: cli.redis_url, single_host_network_fs: cli.single_host_network_fs };
     match cli.command {
-        Command::Create { path, slots, slot_size, max_probes, strategy } => {
-            commands::create(out, &path, slots, slot_size, max_probes, strategy)
+        Command::Create { path, slots, slot_size, max_probes, strategy, sparse } => {
+            commands::create(out, &path, slots, slot_size, max_probes, strategy, sparse)
         }
+        Command::NewId { path } => commands::new_id(out, &path),
+        Command::Migrate { old, new } => commands::migrate(out, &old, &new),
         Command::Get { path, key } => commands::get(out, &path, &key),
         Command::Set { path, key, value } => commands::set(out, &options, &path, &key, value),
         Command::Del { path, key } => commands::del(out, &options, &path, &key),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use maph_core::{Config, Error, Mode, SingleWriter, Store, WriteCoordinator};
+use maph_core::{Config, Error, SingleWriter, Store, WriteCoordinator};
 use serde_json::{json, Value};
 
 use crate::error::{CliError, CliResult};
@@ -37,7 +37,6 @@ pub fn race(
     if prepared.is_err() && created {
         // Leave nothing behind from a race that never started.
         let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(maph_core::lock_path(path));
     }
     let (store, before) = prepared?;
 
@@ -45,7 +44,9 @@ pub fn race(
     let mut children = Vec::new();
     for _ in 0..procs {
         let child = Command::new(&exe)
-            .args(["--redis-url", &options.redis_url, "race-worker", "--increments", &increments.to_string()])
+            .args(["--redis-url", &options.redis_url])
+            .args(options.single_host_network_fs.then_some("--single-host-network-fs"))
+            .args(["race-worker", "--increments", &increments.to_string()])
             .args(["--key", key])
             .arg(path)
             .stdin(Stdio::piped())
@@ -113,7 +114,7 @@ pub fn race(
 /// Opens the race store and checks it can be raced on; returns it and the
 /// counter's value before the race.
 fn prepare(options: &WriterOptions, strategy: StrategyName, key: &str, path: &Path) -> CliResult<(Store, u64)> {
-    let store = Store::open(path, Mode::ReadWrite)?;
+    let store = options.open(path)?;
     let recorded = StrategyName::of(&store)?;
     if recorded != strategy {
         return Err(CliError::new(format!(
@@ -132,7 +133,7 @@ fn prepare(options: &WriterOptions, strategy: StrategyName, key: &str, path: &Pa
 
 /// One racer: waits for the start signal, then increments.
 pub fn worker(options: &WriterOptions, increments: u64, key: &str, path: &Path) -> CliResult {
-    let store = Store::open(path, Mode::ReadWrite)?;
+    let store = options.open(path)?;
     let writer = take_turn_for_lease(&store, options)?;
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink); // EOF: go

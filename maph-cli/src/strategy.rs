@@ -18,11 +18,11 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub enum StrategyName {
     /// One writer process holds a lease (a server, an ingest job).
     Single,
-    /// A whole-store flock(2) on `<store>.lock`: several local writer processes.
+    /// A whole-store flock(2) on the store file: several writer processes on this host.
     Flock,
-    /// fcntl(2) record locks: several writers, also over NFS.
+    /// fcntl(2) record locks: several writers on this host, per key in parallel.
     Fcntl,
-    /// A fenced lease token in Redis: writers on several machines.
+    /// A fenced lease token in Redis: writers on this host that already use Redis.
     Redis,
     /// No coordination: loses updates with several writers (the race baseline).
     Uncoordinated,
@@ -69,6 +69,18 @@ impl StrategyName {
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
     pub redis_url: String,
+    /// `--single-host-network-fs`: open for writing on a network filesystem.
+    pub single_host_network_fs: bool,
+}
+
+impl WriterOptions {
+    /// Opens `path` for writing, refusing a network filesystem unless allowed.
+    pub fn open(&self, path: &std::path::Path) -> CliResult<Store> {
+        maph_core::OpenOptions::new(maph_core::Mode::ReadWrite)
+            .allow_network_filesystem(self.single_host_network_fs)
+            .open(path)
+            .map_err(CliError::from)
+    }
 }
 
 /// The writer for `store`, chosen by the strategy recorded in its header, so a

@@ -317,3 +317,74 @@ fn the_redis_strategy_is_wired_in() {
     maph(d, &["--redis-url", url, "set", "r.maph", "k", "w"]).fails(2, "could not connect to Redis");
     assert_eq!(maph(d, &["get", "r.maph", "k"]).ok(), "v\n", "nothing was written");
 }
+
+/// `maph verify --repair` repairs any store, uncoordinated ones included: a
+/// slot a writer left mid-write with torn content is cleared, and the store
+/// verifies clean afterwards.
+#[test]
+fn verify_repair_repairs_an_uncoordinated_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    maph(d, &["create", "u.maph", "--slots", "64", "--strategy", "uncoordinated"]).ok();
+    maph(d, &["set", "u.maph", "torn-key", "a value that will be torn"]).ok();
+    maph(d, &["set", "u.maph", "kept", "intact"]).ok();
+    // The slot starts 32 bytes before its key (docs/FORMAT.md): make its
+    // version odd and tear a value byte, as a writer dying mid-write would.
+    let path = d.join("u.maph");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let key_at = bytes.windows(8).position(|w| w == b"torn-key").unwrap();
+    bytes[key_at - 32] |= 1;
+    bytes[key_at + 10] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let before = maph(d, &["--json", "verify", "u.maph"]);
+    assert_ne!(before.code, 0, "verify reports the torn slot: {}", before.stdout);
+    let repaired = maph(d, &["--json", "verify", "--repair", "u.maph"]).json();
+    assert_eq!(repaired["clean"].as_bool(), Some(true), "{repaired}");
+    assert_eq!(repaired["repaired"]["cleared"].as_array().map(Vec::len), Some(1), "{repaired}");
+    assert_eq!(maph(d, &["get", "u.maph", "kept"]).ok(), "intact\n");
+}
+
+/// A copy made with cp keeps the store's identity; `maph new-id` gives it its
+/// own, and nothing else changes.
+#[test]
+fn new_id_gives_a_copy_its_own_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let created = maph(d, &["--json", "create", "a.maph", "--slots", "64"]).json();
+    maph(d, &["set", "a.maph", "k", "v"]).ok();
+    std::fs::copy(d.join("a.maph"), d.join("b.maph")).unwrap();
+    let renamed = maph(d, &["--json", "new-id", "b.maph"]).json();
+    assert_eq!(renamed["old_uuid"], created["uuid"], "cp kept the id: {renamed}");
+    assert_ne!(renamed["uuid"], created["uuid"]);
+    assert_eq!(maph(d, &["get", "b.maph", "k"]).ok(), "v\n");
+    assert!(maph(d, &["verify", "b.maph"]).ok().contains("clean"));
+}
+
+/// `maph create` reserves the file's blocks unless told `--sparse`.
+#[test]
+fn create_reserves_blocks_unless_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(maph(d, &["create", "full.maph", "--slots", "4096"]).ok().contains("reserved on disk"));
+    assert!(maph(d, &["create", "sparse.maph", "--slots", "4096", "--sparse"]).ok().contains("sparse"));
+    let blocks = |name: &str| std::fs::metadata(d.join(name)).unwrap().blocks() * 512;
+    let len = std::fs::metadata(d.join("full.maph")).unwrap().len();
+    assert!(blocks("full.maph") >= len, "{} of {len} bytes reserved", blocks("full.maph"));
+    assert!(blocks("sparse.maph") < len / 2, "{} bytes allocated for a sparse store", blocks("sparse.maph"));
+}
+
+/// `maph migrate` refuses to overwrite, and an old-format store is refused by
+/// every command with the migrate command in the message.
+#[test]
+fn an_old_format_store_names_the_migrate_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    maph(d, &["create", "s.maph", "--slots", "64"]).ok();
+    let mut bytes = std::fs::read(d.join("s.maph")).unwrap();
+    bytes[4] = 1; // format version 1
+    std::fs::write(d.join("old.maph"), &bytes).unwrap();
+    maph(d, &["get", "old.maph", "k"]).fails(2, "maph migrate old.maph NEW");
+    maph(d, &["migrate", "s.maph", "new.maph"]).fails(2, "not 1");
+}

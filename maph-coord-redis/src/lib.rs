@@ -142,10 +142,12 @@
 //! An in-process lock or `flock` costs well under a microsecond per write; the
 //! benchmark crate has the figures under contention.
 //!
-//! So choose it when writers on *several machines* share a store on a shared
-//! filesystem, or when the writers already coordinate through Redis and the
-//! store is one more resource under the same token; or when a stalled writer
-//! must provably not overwrite a newer one (fencing). On one machine, with no
+//! So choose it when the writers already coordinate through Redis and the
+//! store is one more resource under the same token, or when a stalled writer
+//! must provably not overwrite a newer one (fencing). Like every maph strategy
+//! it coordinates processes on **one host**: the token does not make a store
+//! file shared between hosts safe (their mappings of it are not coherent), and
+//! maph refuses to open a store for writing on a network filesystem. With no
 //! such need, `flock`/`fcntl` or a single writer are simpler and far cheaper.
 //!
 //! ## Failure behaviour

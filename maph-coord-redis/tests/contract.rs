@@ -87,3 +87,10 @@ fn shared_guards_give_reader_threads_a_consistent_view_of_several_keys() {
 fn writers_that_may_not_write_are_refused() {
     with_contract("writers_that_may_not_write_are_refused", |c| c.writers_that_may_not_write_are_refused());
 }
+
+/// Exclusive and shared access exclude each other, between threads and
+/// processes (the contract scenario every coordinator runs; issue 13, item 6).
+#[test]
+fn exclusive_and_shared_access_exclude_each_other() {
+    with_contract("exclusive_and_shared_access_exclude_each_other", |c| c.exclusive_and_shared_exclude_each_other());
+}

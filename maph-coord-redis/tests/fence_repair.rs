@@ -19,7 +19,7 @@ use support::RedisServer;
 /// Far beyond any honest wait, even on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 /// Offset of the header's highest-fence word (docs/FORMAT.md).
-const HIGHEST_FENCE_OFFSET: u64 = 64;
+const HIGHEST_FENCE_OFFSET: u64 = maph_core::format::OFF_HIGHEST_FENCE as u64;
 
 /// Takes the token, writes under it, and returns the fence it carried.
 fn write_once(store: &Store, token: &RedisCoordinator) -> maph_core::Result<u64> {

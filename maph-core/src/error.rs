@@ -60,10 +60,7 @@ pub enum Error {
     },
 
     /// The file is a maph store written by an incompatible format version.
-    #[error(
-        "{path} uses maph format version {found}, this build reads version {supported}; \
-         open it with a matching maph version"
-    )]
+    #[error("{}", unsupported_version_message(path, *found, *supported))]
     UnsupportedVersion {
         /// The file that was opened.
         path: PathBuf,
@@ -71,6 +68,23 @@ pub enum Error {
         found: u32,
         /// Version this build understands.
         supported: u32,
+    },
+
+    /// The store lives on a network or FUSE filesystem and was opened for
+    /// writing without the single-host opt-in.
+    #[error(
+        "{path} is on a {filesystem} filesystem, and maph coordinates processes on one host: shared mappings of a \
+         file on a network or FUSE filesystem are not kept coherent between the hosts that mount it, so writers \
+         on two hosts would lose each other's updates whatever lock they take. Keep the store on a local \
+         filesystem of the host whose processes use it (one host per store file) and send writes from other \
+         hosts through maph-server; if every process that opens this store runs on this one host, open it with \
+         OpenOptions::allow_network_filesystem(true) (maph: --single-host-network-fs)"
+    )]
+    NetworkFilesystem {
+        /// The store's path.
+        path: PathBuf,
+        /// The filesystem, as `statfs` names it (NFS, CIFS, fuse, …).
+        filesystem: String,
     },
 
     /// The file claims to be a store but its header or length is inconsistent.
@@ -123,6 +137,27 @@ pub enum Error {
         presented: u64,
         /// The highest token the store has accepted.
         highest: u64,
+    },
+
+    /// A slot this writer was writing was changed by someone else before the
+    /// writer published it: another holder judged it dead (its lock or lease
+    /// ended while it was paused) and repaired or rewrote the slot.
+    #[error(
+        "slot {slot} was rewritten by another writer while this one was writing it (this writer's lock or lease \
+         ended while it was paused); this write was not published and its other keys may or may not have been; \
+         the slot is left for repair: run `maph verify --repair`, then check the keys this write touched"
+    )]
+    Overtaken {
+        /// The slot whose publish failed.
+        slot: u64,
+    },
+
+    /// The store is being repaired and its writers do not coordinate, so they
+    /// are kept out until the repair is done.
+    #[error("the store is being repaired by process {pid}; writes resume when it finishes, retry then")]
+    UnderRepair {
+        /// The repairing process.
+        pid: u32,
     },
 
     /// A lock could not be acquired before the deadline.
@@ -194,6 +229,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn unsupported_version_message(path: &std::path::Path, found: u32, supported: u32) -> String {
+    let path = path.display();
+    if found < supported {
+        format!(
+            "{path} is a maph store of format version {found}, written by an older maph; this build reads version \
+             {supported}. Stop its writers, then copy its entries into a new store with `maph migrate {path} NEW` \
+             (the old file is left as it was), or recreate it"
+        )
+    } else {
+        format!(
+            "{path} uses maph format version {found}, written by a newer maph; this build reads version \
+             {supported}: open it with that newer maph"
+        )
+    }
 }
 
 fn writer_busy_message(pid: Option<u32>) -> String {

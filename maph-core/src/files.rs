@@ -21,7 +21,7 @@ use crate::{Error, Result};
 /// # Ok::<(), maph_core::Error>(())
 /// ```
 pub fn create_new_atomically(path: &Path, fill: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
-    let tmp = temp_sibling(path);
+    let tmp = temp_sibling(path, "creating");
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -32,26 +32,33 @@ pub fn create_new_atomically(path: &Path, fill: impl FnOnce(&mut File) -> std::i
         fill(&mut file)
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::io(format!("could not write {} (disk full?)", tmp.display()), e))?;
-        std::fs::hard_link(&tmp, path).map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                format!("{} already exists; open it, or remove it first to start over", path.display())
-            } else {
-                format!("could not create {}", path.display())
-            };
-            Error::io(what, e)
-        })?;
-        // Make the new directory entry durable too.
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format!("could not sync directory {}", dir.display()), e))
+        link_into_place(&tmp, path)
     })();
     let _ = std::fs::remove_file(&tmp);
     result
 }
 
-fn temp_sibling(path: &Path) -> PathBuf {
+/// Gives the complete file `tmp` its final name `path`, failing if a file is
+/// already there (`link(2)`, unlike `rename(2)`, never replaces one), and makes
+/// the new directory entry durable. The caller removes `tmp` afterwards.
+pub(crate) fn link_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::hard_link(tmp, path).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!("{} already exists; open it, or remove it first to start over", path.display())
+        } else {
+            format!("could not create {}", path.display())
+        };
+        Error::io(what, e)
+    })?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("could not sync directory {}", dir.display()), e))
+}
+
+/// A name beside `path` for a file being built by this process (`what`: what it is doing).
+pub(crate) fn temp_sibling(path: &Path, what: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".creating.{}", std::process::id()));
+    name.push(format!(".{what}.{}", std::process::id()));
     PathBuf::from(name)
 }

@@ -1,10 +1,11 @@
 //! The on-disk layout, byte by byte (mirrored in `docs/FORMAT.md`).
 //!
 //! ```text
-//! file   = header (4096 bytes) ‖ slot[0] ‖ … ‖ slot[slot_count-1]
-//! header = immutable part (0..64, checksummed) ‖ live words (64..80)
-//!          ‖ reserved (80..512) ‖ counter shards (512..1024) ‖ coordinator region (1024..4096)
-//! slot   = hash_version u64 ‖ meta u64 ‖ checksum u64 ‖ reserved u64 ‖ key ‖ value ‖ padding
+//! file   = header (8192 bytes) ‖ slot[0] ‖ … ‖ slot[slot_count-1]
+//! header = immutable part (0..128, checksummed) ‖ live words (128..512)
+//!          ‖ counter shards (512..1024) ‖ coordinator region (1024..4096)
+//!          ‖ write-intent lanes (4096..8192)
+//! slot   = hash_version u64 ‖ meta u64 ‖ checksum u64 ‖ seq u64 ‖ key ‖ value ‖ padding
 //! ```
 //!
 //! Every integer is little-endian; maph only builds for little-endian targets, so
@@ -19,10 +20,12 @@ compile_error!("the maph file format is little-endian; big-endian targets are no
 
 /// The four bytes every store starts with.
 pub const MAGIC: [u8; 4] = *b"MAPH";
-/// The layout version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build reads and writes. Version 1 (a 4096-byte
+/// header, no store identity, no write-intent lanes, reads that did not check
+/// checksums) is refused with [`Error::UnsupportedVersion`].
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the header; slot 0 starts here.
-pub const HEADER_SIZE: usize = 4096;
+pub const HEADER_SIZE: usize = 8192;
 /// Hash algorithm id 1: xxh3-64 with the header's seed.
 pub const HASH_XXH3_64: u32 = 1;
 
@@ -36,16 +39,30 @@ pub(crate) const OFF_HASH_ALGO: usize = 24;
 pub(crate) const OFF_MAX_PROBES: usize = 28;
 pub(crate) const OFF_HASH_SEED: usize = 32;
 pub(crate) const OFF_STRATEGY: usize = 40;
-pub(crate) const OFF_HEADER_CHECKSUM: usize = 56;
-/// Bytes covered by the header checksum.
-pub(crate) const CHECKSUMMED_LEN: usize = 56;
+/// The store's identity: 16 random bytes (a version 4 UUID) drawn at create.
+pub(crate) const OFF_UUID: usize = 56;
+pub(crate) const OFF_HEADER_CHECKSUM: usize = 120;
+/// Bytes covered by the header checksum (72..120 are reserved, zero).
+pub(crate) const CHECKSUMMED_LEN: usize = 120;
+/// Length of the immutable part of the header.
+pub(crate) const IMMUTABLE_LEN: usize = 128;
 
 // Live words: 8-byte aligned atomics, changed by writers while readers look.
-/// Highest fencing token any write has presented.
-pub(crate) const OFF_HIGHEST_FENCE: usize = 64;
+/// Highest fencing token any write has presented (a live word; tools that
+/// inspect or damage a file on purpose, like the fence-repair tests, find it here).
+pub const OFF_HIGHEST_FENCE: usize = 128;
 /// [`RETIRED`] once another file has replaced this one at its path (see
 /// `Store::swap_in`); any other value means the file is in service.
-pub(crate) const OFF_RETIRED: usize = 72;
+pub(crate) const OFF_RETIRED: usize = 136;
+/// The pid of the process holding the single-writer lease (0: none), for
+/// `WriterBusy` messages; believed only while that process lives.
+pub(crate) const OFF_WRITER_PID: usize = 144;
+/// Bit `i` set while write-intent lane `i` is claimed (its own cache line:
+/// every commit writes it).
+pub(crate) const OFF_LANES_BUSY: usize = 192;
+/// The pid of a process repairing an uncoordinated store (0: none); its
+/// writers refuse to commit meanwhile (`Error::UnderRepair`).
+pub(crate) const OFF_MAINTENANCE: usize = 200;
 /// The retired mark: the bytes `RETIRED!`. A full word rather than a flag, so a
 /// flipped bit cannot retire a store by accident.
 pub(crate) const RETIRED: u64 = u64::from_le_bytes(*b"RETIRED!");
@@ -65,13 +82,28 @@ pub(crate) const COUNTER_STRIDE: usize = 64;
 /// Start of the region reserved for coordinators that keep lock words in the file.
 pub const COORDINATOR_REGION_OFFSET: usize = 1024;
 /// Length of the coordinator region.
-pub const COORDINATOR_REGION_LEN: usize = HEADER_SIZE - COORDINATOR_REGION_OFFSET;
+pub const COORDINATOR_REGION_LEN: usize = LANES_OFFSET - COORDINATOR_REGION_OFFSET;
+
+/// Start of the write-intent lanes: lane `i` is the cache line at
+/// `LANES_OFFSET + 64 i`. A commit records there, before it writes any slot,
+/// which slots it is about to write; a writer that dies mid-commit leaves its
+/// lane claimed, and the next holder repairs exactly those slots.
+pub(crate) const LANES_OFFSET: usize = 4096;
+/// Number of write-intent lanes (bits of the busy word): how many commits may
+/// be in flight at once.
+pub(crate) const LANES: usize = 64;
+/// Size of one lane.
+pub(crate) const LANE_STRIDE: usize = 64;
 
 // Slot layout.
 /// Bytes of per-slot bookkeeping before the key.
 pub const SLOT_HEADER_SIZE: usize = 32;
 pub(crate) const SLOT_OFF_META: usize = 8;
 pub(crate) const SLOT_OFF_CHECKSUM: usize = 16;
+/// The commit sequence of the key in the slot: one more than the sequence of
+/// the copy it replaced, so that of two copies of one key (a writer died
+/// between the two slots of a move) the newer is known.
+pub(crate) const SLOT_OFF_SEQ: usize = 24;
 pub(crate) const SLOT_OFF_BODY: usize = SLOT_HEADER_SIZE;
 
 /// Smallest slot accepted (32 bytes of bookkeeping plus 32 of data).
@@ -159,6 +191,73 @@ pub struct Layout {
     pub strategy: Strategy,
 }
 
+/// A store's identity: 16 random bytes drawn at create (a version 4 UUID),
+/// kept in the immutable header. Every process that opens the file reads the
+/// same id, whatever path it used, so coordinators outside the file (a Redis
+/// token, a lock file) can be named after the store itself.
+///
+/// A byte-for-byte copy (`cp`) has the same id; see `docs/FORMAT.md` for what
+/// that means and [`Store::assign_new_uuid`](crate::Store::assign_new_uuid) to give a copy its own.
+///
+/// ```
+/// use maph_core::StoreUuid;
+/// let id = StoreUuid::from_bytes([0x12; 16]);
+/// assert_eq!(id.to_string(), "12121212-1212-1212-1212-121212121212");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreUuid([u8; 16]);
+
+impl StoreUuid {
+    /// The id with these bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> StoreUuid {
+        StoreUuid(bytes)
+    }
+
+    /// The 16 bytes, as stored in the header.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A fresh random id (version 4, variant 1), from the kernel's random source.
+    pub(crate) fn random() -> Result<StoreUuid> {
+        let mut bytes = [0u8; 16];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            // SAFETY: getrandom writes at most the given length into the buffer.
+            let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0) };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io("could not draw a random store id (getrandom)", err));
+            }
+            filled += n as usize;
+        }
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Ok(StoreUuid(bytes))
+    }
+}
+
+impl std::fmt::Display for StoreUuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for StoreUuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreUuid({self})")
+    }
+}
+
 impl Layout {
     /// Checks that the geometry is usable; the message says which value is wrong.
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -195,9 +294,9 @@ impl Layout {
         self.slot_size as usize - SLOT_HEADER_SIZE
     }
 
-    /// Encodes the immutable part of the header (bytes 0..64).
-    pub(crate) fn encode_header(&self) -> [u8; 64] {
-        let mut h = [0u8; 64];
+    /// Encodes the immutable part of the header (bytes 0..128).
+    pub(crate) fn encode_header(&self, uuid: StoreUuid) -> [u8; IMMUTABLE_LEN] {
+        let mut h = [0u8; IMMUTABLE_LEN];
         h[OFF_MAGIC..OFF_MAGIC + 4].copy_from_slice(&MAGIC);
         h[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         h[OFF_HEADER_SIZE..OFF_HEADER_SIZE + 4].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
@@ -207,13 +306,14 @@ impl Layout {
         h[OFF_MAX_PROBES..OFF_MAX_PROBES + 4].copy_from_slice(&self.max_probes.to_le_bytes());
         h[OFF_HASH_SEED..OFF_HASH_SEED + 8].copy_from_slice(&self.hash_seed.to_le_bytes());
         h[OFF_STRATEGY..OFF_STRATEGY + 16].copy_from_slice(&self.strategy.to_bytes());
+        h[OFF_UUID..OFF_UUID + 16].copy_from_slice(uuid.as_bytes());
         let sum = header_checksum(&h[..CHECKSUMMED_LEN]);
         h[OFF_HEADER_CHECKSUM..OFF_HEADER_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
         h
     }
 
-    /// Decodes and validates the first 64 header bytes of `path`, whose length is `file_len`.
-    pub(crate) fn decode_header(path: &Path, h: &[u8; 64], file_len: u64) -> Result<Layout> {
+    /// Decodes and validates the first 128 header bytes of `path`, whose length is `file_len`.
+    pub(crate) fn decode_header(path: &Path, h: &[u8; IMMUTABLE_LEN], file_len: u64) -> Result<(Layout, StoreUuid)> {
         let not_a_store = |reason: &str| Error::NotAStore { path: path.to_path_buf(), reason: reason.to_string() };
         let corrupt = |detail: String| Error::Corrupt { path: path.to_path_buf(), detail };
         if h[OFF_MAGIC..OFF_MAGIC + 4] != MAGIC {
@@ -251,6 +351,8 @@ impl Layout {
             strategy,
         };
         layout.validate().map_err(corrupt)?;
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(&h[OFF_UUID..OFF_UUID + 16]);
         let expected = layout.file_len().unwrap_or(u64::MAX);
         if expected != file_len {
             return Err(corrupt(format!(
@@ -259,7 +361,7 @@ impl Layout {
                 layout.slot_count, layout.slot_size
             )));
         }
-        Ok(layout)
+        Ok((layout, StoreUuid(uuid)))
     }
 }
 
@@ -286,16 +388,17 @@ mod tests {
     #[test]
     fn header_round_trips() {
         let l = layout();
-        let h = l.encode_header();
+        let id = StoreUuid::random().unwrap();
+        let h = l.encode_header(id);
         let back = Layout::decode_header(Path::new("x"), &h, l.file_len().unwrap()).unwrap();
-        assert_eq!(back, l);
+        assert_eq!(back, (l, id));
     }
 
     #[test]
     fn every_flipped_header_byte_is_rejected() {
         let l = layout();
-        let h = l.encode_header();
-        for i in 0..64 {
+        let h = l.encode_header(StoreUuid::random().unwrap());
+        for i in 0..IMMUTABLE_LEN {
             let mut bad = h;
             bad[i] ^= 0x20;
             assert!(
@@ -303,6 +406,15 @@ mod tests {
                 "flipping byte {i} went unnoticed"
             );
         }
+    }
+
+    #[test]
+    fn random_ids_are_version_4_and_differ() {
+        let (a, b) = (StoreUuid::random().unwrap(), StoreUuid::random().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.as_bytes()[6] >> 4, 4);
+        assert_eq!(a.as_bytes()[8] >> 6, 0b10);
+        assert_eq!(a.to_string().len(), 36);
     }
 
     #[test]

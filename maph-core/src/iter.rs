@@ -16,7 +16,7 @@ impl Iterator for Iter<'_> {
         while self.next < self.store.layout.slot_count {
             let index = self.next;
             self.next += 1;
-            match self.store.slot(index).read_entry(self.store.read_patience) {
+            match self.store.slot(index).read_checked(self.store.read_patience) {
                 Err(fault) => return Some(Err(self.store.slot_error(index, fault))),
                 Ok(copy) if copy.meta.state == SlotState::Live => {
                     let mut key = copy.body;

@@ -1,28 +1,23 @@
-//! The `<store>.lock` file beside a store: what lease- and file-lock-based
-//! coordinators lock, and where a lease holder leaves its pid for error messages.
+//! Files that locks are taken on.
+//!
+//! Locks that belong to an open file description (`flock`, Linux OFD `fcntl`
+//! locks) are taken on the store file itself, through a description of their
+//! own ([`Store::lock_description`](crate::Store::lock_description)): every path
+//! that reaches the file reaches the same inode and so the same lock. Classic
+//! `fcntl` locks cannot live on the store file (the kernel drops them when the
+//! process closes *any* descriptor of it), so they use a lock file of their
+//! own, opened with [`open_lock_file`].
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
 use crate::{Error, Result};
 
-/// The lock file of the store at `store_path`: the same path with `.lock` appended.
-///
-/// ```
-/// use std::path::Path;
-/// assert_eq!(maph_core::lock_path(Path::new("/data/users.maph")), Path::new("/data/users.maph.lock"));
-/// ```
-pub fn lock_path(store_path: &Path) -> PathBuf {
-    let mut name = store_path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
-
 /// Opens (creating if needed) the lock file at `path`, with an error that says
-/// what to do when that is not allowed. The file is never deleted: unlinking a
-/// lock file while another process waits on it would let two holders in.
+/// what to do when that is not allowed. A lock file is never deleted: unlinking
+/// it while another process waits on it would let two holders in.
 pub fn open_lock_file(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
@@ -43,18 +38,30 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         })
 }
 
-/// Records this process's pid in a lock file it holds.
-pub fn write_pid(file: &mut File) -> Result<()> {
-    let pid = std::process::id().to_string();
-    file.set_len(0)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(pid.as_bytes()))
-        .map_err(|e| Error::io("could not record the writer's pid in the lock file", e))
-}
-
-/// The pid recorded in a lock file, if it holds one.
-pub fn read_pid(path: &Path) -> Option<u32> {
-    let mut text = String::new();
-    File::open(path).ok()?.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+/// A new open file description (read-write) of the very file `file` refers to,
+/// whatever its path is now: through `/proc/self/fd`, or, where `/proc` is not
+/// mounted, by opening `path` and checking that it is still the same file. For
+/// coordinators that need several descriptions of a store file (OFD locks
+/// belong to a description); the first comes from [`Store::lock_description`](crate::Store::lock_description).
+pub fn reopen_description(file: &File, path: &Path) -> Result<File> {
+    let through_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
+    if let Ok(reopened) = open(Path::new(&through_proc)) {
+        return Ok(reopened);
+    }
+    let reopened =
+        open(path).map_err(|e| Error::io(format!("could not open {} again to lock it", path.display()), e))?;
+    let same = |f: &File| f.metadata().map(|m| (m.dev(), m.ino()));
+    match (same(file), same(&reopened)) {
+        (Ok(a), Ok(b)) if a == b => Ok(reopened),
+        (Ok(_), Ok(_)) => Err(Error::Coordination {
+            strategy: crate::Strategy::new("lock"),
+            detail: format!(
+                "{} is no longer the file this store was opened from (it was replaced, and /proc is not mounted \
+                 to reach the old one): reopen the store",
+                path.display()
+            ),
+        }),
+        (Err(e), _) | (_, Err(e)) => Err(Error::io(format!("could not stat {}", path.display()), e)),
+    }
 }

@@ -151,19 +151,24 @@ impl SharedRegion {
 
     /// Writes `bytes` starting at `offset` (8-aligned), word by word, zero-padding
     /// the last word. Only a writer holding the slot calls this.
+    /// `stored(n)` runs after the n-th word (a test's pause point; empty otherwise).
     #[inline]
-    pub fn copy_in(&self, offset: usize, bytes: &[u8]) {
+    pub fn copy_in(&self, offset: usize, bytes: &[u8], stored: impl Fn(u32)) {
         let mut words = bytes.chunks_exact(8);
         let mut at = offset;
+        let mut n = 0;
         for word in &mut words {
             self.word(at).store(u64::from_le_bytes(word.try_into().expect("8 bytes")), Ordering::Relaxed);
             at += 8;
+            n += 1;
+            stored(n);
         }
         let tail = words.remainder();
         if !tail.is_empty() {
             let mut word = [0u8; 8];
             word[..tail.len()].copy_from_slice(tail);
             self.word(at).store(u64::from_le_bytes(word), Ordering::Relaxed);
+            stored(n + 1);
         }
     }
 }

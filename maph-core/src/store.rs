@@ -1,6 +1,6 @@
 //! The store: create, open, and lock-free reads.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions as FileOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,8 @@ use crate::sync::Ordering;
 use std::time::Duration;
 
 use crate::format::{
-    Layout, COUNTERS_OFFSET, COUNTER_SHARDS, COUNTER_STRIDE, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE, HEADER_SIZE,
-    OFF_HIGHEST_FENCE, OFF_RETIRED, RETIRED,
+    Layout, StoreUuid, COUNTERS_OFFSET, COUNTER_SHARDS, COUNTER_STRIDE, DEFAULT_MAX_PROBES, DEFAULT_SLOT_SIZE,
+    HEADER_SIZE, IMMUTABLE_LEN, OFF_HIGHEST_FENCE, OFF_RETIRED, RETIRED,
 };
 #[cfg(not(loom))]
 use crate::format::{COORDINATOR_REGION_LEN, COORDINATOR_REGION_OFFSET};
@@ -46,6 +46,9 @@ pub struct Config {
     pub hash_seed: Option<u64>,
     /// The strategy whose writers may write the store (default single writer).
     pub strategy: Strategy,
+    /// Whether to skip reserving the file's blocks at create (default false);
+    /// see [`sparse`](Self::sparse).
+    pub sparse: bool,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             max_probes: DEFAULT_MAX_PROBES.min(u32::try_from(slot_count).unwrap_or(u32::MAX)).max(1),
             hash_seed: None,
             strategy: Strategy::SINGLE_WRITER,
+            sparse: false,
         }
     }
 
@@ -84,6 +88,21 @@ impl Config {
         self
     }
 
+    /// Creates the file sparse: no block is reserved at create, so creating
+    /// is instant and the file takes disk space (or, on tmpfs, memory) only as
+    /// slots are written.
+    ///
+    /// **The risk:** a write through the mapping that needs a new block of a
+    /// full filesystem cannot fail with an error; the kernel kills the writing
+    /// process with SIGBUS (in maph-server, every served store with it). By
+    /// default [`Store::create`] reserves every block (`posix_fallocate`) and
+    /// fails cleanly when the space is not there; choose sparse only where the
+    /// filesystem cannot fill up, or the store is scratch.
+    pub fn sparse(mut self, sparse: bool) -> Config {
+        self.sparse = sparse;
+        self
+    }
+
     fn layout(&self) -> Layout {
         Layout {
             slot_count: self.slot_count,
@@ -91,6 +110,20 @@ impl Config {
             max_probes: self.max_probes,
             hash_seed: self.hash_seed.unwrap_or_else(random_seed),
             strategy: self.strategy,
+        }
+    }
+}
+
+/// Reserves the blocks of `file`'s first `len` bytes (and sets its length).
+fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: posix_fallocate on a descriptor we own; no memory is involved.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            code => return Err(std::io::Error::from_raw_os_error(code)),
         }
     }
 }
@@ -107,6 +140,58 @@ pub enum Mode {
     ReadOnly,
     /// Maps the file read-write; writes still go through a coordinator.
     ReadWrite,
+}
+
+/// How a store is opened: [`Store::open`] with more choices.
+///
+/// ```
+/// use maph_core::{Config, Mode, OpenOptions, Store};
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("options.maph");
+/// # Store::create(&path, Config::new(64))?;
+/// let store = OpenOptions::new(Mode::ReadWrite).read_patience(Duration::from_millis(50)).open(&path)?;
+/// # Ok::<(), maph_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+    mode: Mode,
+    allow_network_filesystem: bool,
+    read_patience: Duration,
+}
+
+impl OpenOptions {
+    /// Options for opening in `mode`, every other choice at its default.
+    pub fn new(mode: Mode) -> OpenOptions {
+        OpenOptions { mode, allow_network_filesystem: false, read_patience: DEFAULT_READ_PATIENCE }
+    }
+
+    /// Allows opening a store for writing on a network or FUSE filesystem (NFS,
+    /// SMB/CIFS, 9p, Ceph, FUSE, …), which is refused by default.
+    ///
+    /// maph coordinates processes on **one host**: shared mappings of a file on
+    /// a network filesystem are not kept coherent between the machines that
+    /// mount it, so writers on two hosts lose each other's updates whatever
+    /// lock they take (one writes back its stale copy of a page the other
+    /// changed). Say `true` only when every process that opens this store, to
+    /// read or to write, runs on this one machine (one host mounting NFS, say).
+    /// Writers elsewhere go through `maph-server`.
+    pub fn allow_network_filesystem(mut self, allow: bool) -> OpenOptions {
+        self.allow_network_filesystem = allow;
+        self
+    }
+
+    /// How long reads wait for a slot that stays mid-write (default
+    /// [`DEFAULT_READ_PATIENCE`]) before returning [`Error::SlotBusy`].
+    pub fn read_patience(mut self, patience: Duration) -> OpenOptions {
+        self.read_patience = patience;
+        self
+    }
+
+    /// Opens the store at `path` with these options.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), self)
+    }
 }
 
 /// Identifies a store file (device and inode), so a coordinator made for one
@@ -155,7 +240,9 @@ pub struct Store {
     pub(crate) layout: Layout,
     path: PathBuf,
     id: StoreId,
+    uuid: StoreUuid,
     mode: Mode,
+    allow_network_filesystem: bool,
     pub(crate) read_patience: Duration,
     // Keeps the descriptor the mapping was made from for the handle's life.
     _file: File,
@@ -175,24 +262,54 @@ impl Store {
     /// Creates a new, empty store at `path`. Fails if a file is already there.
     ///
     /// The file is built under a temporary name and linked into place only when
-    /// complete, so no process ever opens a half-written store.
+    /// complete, so no process ever opens a half-written store, and a create
+    /// that fails leaves nothing behind. Every block of the file is reserved
+    /// (`posix_fallocate`), so that no later write through the mapping can find
+    /// the filesystem full (which would kill the writer with SIGBUS); if the
+    /// space is not there, the error says so. [`Config::sparse`] skips the
+    /// reservation.
     pub fn create(path: impl AsRef<Path>, config: Config) -> Result<()> {
         let path = path.as_ref();
         let layout = config.layout();
         layout.validate().map_err(Error::InvalidConfig)?;
         let len = layout.file_len().expect("validated");
-        crate::files::create_new_atomically(path, |file| {
-            // A sparse file: slots read as zero (empty) until written.
-            file.set_len(len)?;
-            file.write_all(&layout.encode_header())
+        let uuid = StoreUuid::random()?;
+        let created = crate::files::create_new_atomically(path, |file| {
+            if config.sparse {
+                // Slots read as zero (empty) until written.
+                file.set_len(len)?;
+            } else {
+                reserve(file, len)?;
+            }
+            file.write_all(&layout.encode_header(uuid))
+        });
+        created.map_err(|e| match e {
+            Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => Error::io(
+                format!(
+                    "not enough space on the filesystem of {} for a store of {len} bytes ({} slots of {} bytes): \
+                     free some space, create a smaller store, or create it sparse (Config::sparse, `maph create \
+                     --sparse`) and accept that a write finding the disk full then kills the writer (SIGBUS)",
+                    path.display(),
+                    layout.slot_count,
+                    layout.slot_size
+                ),
+                source,
+            ),
+            other => other,
         })
     }
 
     /// Opens an existing store. Rejects, with an error saying why, any file that
-    /// is not a complete store of this format version.
+    /// is not a complete store of this format version, and a store on a
+    /// network or FUSE filesystem for writing ([`Error::NetworkFilesystem`]; see
+    /// [`OpenOptions::allow_network_filesystem`]).
     pub fn open(path: impl AsRef<Path>, mode: Mode) -> Result<Store> {
-        let path = path.as_ref();
-        let file = OpenOptions::new().read(true).write(mode == Mode::ReadWrite).open(path).map_err(|e| {
+        OpenOptions::new(mode).open(path)
+    }
+
+    fn open_with(path: &Path, options: &OpenOptions) -> Result<Store> {
+        let mode = options.mode;
+        let file = FileOptions::new().read(true).write(mode == Mode::ReadWrite).open(path).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => " (no such file: create it first)",
                 std::io::ErrorKind::PermissionDenied => " (permission denied: open it read-only?)",
@@ -204,8 +321,15 @@ impl Store {
         if !meta.is_file() {
             return Err(Error::NotAStore { path: path.into(), reason: "it is not a regular file".into() });
         }
+        if mode == Mode::ReadWrite && !options.allow_network_filesystem {
+            let magic = crate::filesystem::magic_of(&file)
+                .map_err(|e| Error::io(format!("could not statfs {}", path.display()), e))?;
+            if let Some(filesystem) = crate::filesystem::shared_filesystem_name(magic) {
+                return Err(Error::NetworkFilesystem { path: path.into(), filesystem: filesystem.to_string() });
+            }
+        }
         let len = meta.len();
-        if len < HEADER_SIZE as u64 {
+        if len < IMMUTABLE_LEN as u64 {
             let reason = if len == 0 {
                 "the file is empty".to_string()
             } else {
@@ -215,21 +339,65 @@ impl Store {
         }
         // Read the header with read(2), not through the mapping: a file that is
         // shorter than its header claims must be rejected before it is mapped.
-        let mut header = [0u8; 64];
+        // (Magic and version come first: a store of another version, whose
+        // header may be smaller, is named as such.)
+        let mut header = [0u8; IMMUTABLE_LEN];
         (&file)
             .read_exact(&mut header)
             .map_err(|e| Error::io(format!("could not read the header of {}", path.display()), e))?;
-        let layout = Layout::decode_header(path, &header, len)?;
+        let (layout, uuid) = Layout::decode_header(path, &header, len)?;
         let region = SharedRegion::map(&file, len as usize, mode == Mode::ReadWrite)?;
         Ok(Store {
             region,
             layout,
             path: path.to_path_buf(),
             id: StoreId { dev: meta.dev(), ino: meta.ino() },
+            uuid,
             mode,
-            read_patience: DEFAULT_READ_PATIENCE,
+            allow_network_filesystem: options.allow_network_filesystem,
+            read_patience: options.read_patience,
             _file: file,
         })
+    }
+
+    /// Gives the store file at `path` a new random identity ([`Store::uuid`])
+    /// and returns it: for a byte-for-byte copy that is to live beside its
+    /// original as a store of its own (see `docs/FORMAT.md`, "what a copy is").
+    ///
+    /// Only for a file no process has open: every handle reads the id once, at
+    /// open, and keeps it. Nothing else in the file changes.
+    ///
+    /// ```
+    /// use maph_core::{Config, Mode, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (original, copy) = (dir.path().join("a.maph"), dir.path().join("b.maph"));
+    /// Store::create(&original, Config::new(64))?;
+    /// std::fs::copy(&original, &copy).unwrap();
+    /// let id = Store::open(&original, Mode::ReadOnly)?.uuid();
+    /// assert_eq!(Store::open(&copy, Mode::ReadOnly)?.uuid(), id, "a copy keeps the id");
+    /// let new_id = Store::assign_new_uuid(&copy)?;
+    /// assert_ne!(new_id, id);
+    /// assert_eq!(Store::open(&copy, Mode::ReadOnly)?.uuid(), new_id);
+    /// # Ok::<(), maph_core::Error>(())
+    /// ```
+    pub fn assign_new_uuid(path: impl AsRef<Path>) -> Result<StoreUuid> {
+        use std::os::unix::fs::FileExt;
+        let path = path.as_ref();
+        let file = FileOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("could not open {}", path.display()), e))?;
+        let len = file.metadata().map_err(|e| Error::io(format!("could not stat {}", path.display()), e))?.len();
+        let mut header = [0u8; IMMUTABLE_LEN];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| Error::io(format!("could not read the header of {}", path.display()), e))?;
+        let (layout, _) = Layout::decode_header(path, &header, len)?;
+        let uuid = StoreUuid::random()?;
+        file.write_all_at(&layout.encode_header(uuid), 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(format!("could not write the header of {}", path.display()), e))?;
+        Ok(uuid)
     }
 
     /// Sets how long reads wait for a slot that stays mid-write (default
@@ -263,10 +431,10 @@ impl Store {
         }
         let h = self.hash(key);
         for index in self.window(h) {
-            match self.slot(index).read_for(key, h.tag, value.as_deref_mut(), self.read_patience) {
-                Ok(Seen::Match) => return Ok(Some(index)),
-                Ok(Seen::Empty) => return Ok(None),
-                Ok(Seen::Tombstone | Seen::OtherKey) => {}
+            match self.slot(index).read_for(key, h.tag, value.as_deref_mut(), true, self.read_patience) {
+                Ok((Seen::Match, _)) => return Ok(Some(index)),
+                Ok((Seen::Empty, _)) => return Ok(None),
+                Ok((Seen::Tombstone | Seen::OtherKey, _)) => {}
                 Err(fault) => return Err(self.slot_error(index, fault)),
             }
         }
@@ -302,7 +470,7 @@ impl Store {
     }
 
     /// Whether another file has replaced this one at its path (an optimize or
-    /// rebuild swapped it). A long-lived reader checks this now and then and
+    /// rebuild swapped it, [`swap_in`](Self::swap_in)). A long-lived reader checks this now and then and
     /// calls [`reopen`](Self::reopen) when it turns true; writes to a retired
     /// store are refused with [`Error::Retired`].
     pub fn is_retired(&self) -> bool {
@@ -313,25 +481,55 @@ impl Store {
 
     /// Opens the file now at this store's path, in the same mode.
     pub fn reopen(&self) -> Result<Store> {
-        Ok(Store::open(&self.path, self.mode)?.with_read_patience(self.read_patience))
+        OpenOptions::new(self.mode)
+            .allow_network_filesystem(self.allow_network_filesystem)
+            .read_patience(self.read_patience)
+            .open(&self.path)
     }
 
-    /// Atomically puts the complete store file `replacement` at this store's
-    /// path (rename), then marks this mapping retired so that every process
-    /// reading it notices and reopens. The caller must hold the writer role
-    /// (for example a [`SingleWriter`](crate::SingleWriter), which it can move to the new
-    /// file with [`SingleWriter::transfer_to`](crate::SingleWriter::transfer_to)).
-    pub fn swap_in(&self, replacement: &Path) -> Result<()> {
+    /// Atomically puts the store `replacement` (another file, complete) at this
+    /// store's path (rename), then marks this mapping retired so that every
+    /// process reading it notices and reopens. Returns the replacement, now
+    /// known by this path.
+    ///
+    /// The caller must hold this store's writer role, and should hold the
+    /// replacement's before the swap: locks belong to files, not paths, so the
+    /// writer of the old file does not own the new one. With a
+    /// [`SingleWriter`](crate::SingleWriter):
+    ///
+    /// ```
+    /// use maph_core::{Config, Mode, SingleWriter, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (path, rebuilt) = (dir.path().join("s.maph"), dir.path().join("s.maph.new"));
+    /// # Store::create(&path, Config::new(64))?;
+    /// let store = Store::open(&path, Mode::ReadWrite)?;
+    /// let lease = SingleWriter::new(&store)?;
+    /// Store::create(&rebuilt, Config::new(128))?; // filled by a rebuild, say
+    /// let replacement = Store::open(&rebuilt, Mode::ReadWrite)?;
+    /// let new_lease = SingleWriter::new(&replacement)?; // before the swap: no one else can take it
+    /// let store = store.swap_in(replacement)?;          // the old handle is retired
+    /// drop(lease);
+    /// store.set(&new_lease, b"k", b"v")?;
+    /// assert_eq!(store.path(), path);
+    /// # Ok::<(), maph_core::Error>(())
+    /// ```
+    pub fn swap_in(&self, replacement: Store) -> Result<Store> {
         if self.mode != Mode::ReadWrite {
             return Err(Error::ReadOnly);
         }
-        // Refuse anything that is not a complete store before it replaces ours.
-        Store::open(replacement, Mode::ReadOnly)?;
-        std::fs::rename(replacement, &self.path).map_err(|e| {
-            Error::io(format!("could not move {} over {}", replacement.display(), self.path.display()), e)
+        if replacement.id == self.id {
+            return Err(Error::InvalidConfig(format!("{} cannot replace itself", self.path.display())));
+        }
+        replacement.check_file_length()?;
+        std::fs::rename(&replacement.path, &self.path).map_err(|e| {
+            Error::io(format!("could not move {} over {}", replacement.path.display(), self.path.display()), e)
         })?;
+        // Release, after the rename: a reader that sees the flag and reopens the
+        // path gets the new file.
         self.region.word(OFF_RETIRED).store(RETIRED, Ordering::Release);
-        Ok(())
+        let mut replacement = replacement;
+        replacement.path = self.path.clone();
+        Ok(replacement)
     }
 
     /// Checks that the file still has the length it had when it was mapped.
@@ -376,9 +574,37 @@ impl Store {
         &self.path
     }
 
-    /// The identity (device, inode) of the store file.
+    /// The identity (device, inode) of the store file: what a coordinator is
+    /// bound to (its locks are on this file).
     pub fn id(&self) -> StoreId {
         self.id
+    }
+
+    /// A new open file description of this store's file, read-write, for a
+    /// coordinator that locks it (`flock`, OFD `fcntl`): locks on it exclude
+    /// every other process that opened the same file, by any path. It is the
+    /// file this handle mapped even if another file has since taken its path.
+    /// Only for read-write handles.
+    pub fn lock_description(&self) -> Result<File> {
+        if self.mode != Mode::ReadWrite {
+            return Err(Error::ReadOnly);
+        }
+        crate::lock_file::reopen_description(&self._file, &self.path)
+    }
+
+    /// The process holding this store's single-writer lease, as it recorded
+    /// itself in the header, if that process is alive (in this pid namespace).
+    pub fn lease_holder(&self) -> Option<u32> {
+        // Relaxed: a diagnostic; it orders nothing.
+        let pid = self.region.word(crate::format::OFF_WRITER_PID).load(Ordering::Relaxed) as u32;
+        (pid != 0 && crate::intent::alive(pid)).then_some(pid)
+    }
+
+    /// The store's own identity, drawn at create and kept in its header: the
+    /// same for every process and every path that reaches the file, and for a
+    /// byte-for-byte copy of it (see `docs/FORMAT.md`).
+    pub fn uuid(&self) -> StoreUuid {
+        self.uuid
     }
 
     /// How this handle was opened.
@@ -506,6 +732,13 @@ impl Store {
             SlotFault::Damaged => Error::Corrupt {
                 path: self.path.clone(),
                 detail: format!("slot {index} has an impossible length or state"),
+            },
+            SlotFault::Checksum => Error::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "slot {index} does not match its checksum (damaged, or written by two writers at once); \
+                     `maph verify --repair` clears it"
+                ),
             },
         }
     }

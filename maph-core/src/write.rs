@@ -6,9 +6,17 @@
 //! byte changes) and only then writes the slots. So an error, from the closure
 //! or from the plan, leaves the store as it was.
 //!
+//! Around it, the commit holds a write-intent lane (`intent.rs`): claimed before
+//! anything is written, listing the slots about to be written, given back when
+//! they are published. Before claiming, the committer repairs the lanes of dead
+//! writers it holds the scope of; others it notes and repairs after letting go
+//! of its own guard (`resolve_suspects`), when it can take their scope.
+//!
 //! Readers see each key change atomically (seqlock); they may see some keys of a
-//! commit before others. Readers that need a consistent view of several keys take
-//! a shared guard, for strategies that support one.
+//! commit before others, but a key present before and after a commit is found
+//! at every instant of it: a commit applies the net effect of its operations
+//! key by key, so a key that exists stays in its slot (see `plan`). Readers
+//! that need a consistent view of several keys take a shared guard.
 
 use std::collections::HashMap;
 
@@ -16,8 +24,9 @@ use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 
 use crate::format::OFF_HIGHEST_FENCE;
-use crate::slot::Seen;
-use crate::{Error, ExclusiveGuard, LockScope, Result, Store, WriteCoordinator};
+use crate::intent::{Claim, Lane};
+use crate::slot::{Overtaken, Seen, WriteFault};
+use crate::{Error, ExclusiveGuard, LockScope, RepairReport, Result, Store, WriteCoordinator};
 
 /// The operations of one write, applied together when the closure returns `Ok`.
 #[derive(Debug)]
@@ -71,8 +80,46 @@ impl<'s> WriteTxn<'s> {
     }
 }
 
+/// A commit in progress: its lane, and what it found of other writers.
+#[derive(Debug)]
+pub(crate) struct Commit {
+    lane: Option<Lane>,
+    /// Whether the coordinator excludes other writers.
+    exclusive: bool,
+    /// Whether another lane was claimed when this commit began (another writer
+    /// mid-commit, or a dead one): then the plan looks for stale copies too.
+    others_busy: bool,
+    /// Lanes of writers that may be dead, outside the scope this commit holds:
+    /// (lane, owner) to repair after the guard is released.
+    pub(crate) suspects: Vec<(usize, u64)>,
+}
+
+impl Commit {
+    fn release(&mut self, store: &Store) {
+        if let Some(lane) = self.lane.take() {
+            store.release_lane(lane);
+        }
+    }
+}
+
 /// One operation of a commit, borrowed: a key and its new value (`None` removes).
 type OpRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The index of the last operation on each distinct key, in the order of those
+/// last operations: what a commit must leave, key by key.
+fn last_op_per_key(ops: &[OpRef<'_>]) -> SmallVec<[usize; 4]> {
+    if ops.len() == 1 {
+        return smallvec::smallvec![0];
+    }
+    if ops.len() <= Plan::LINEAR_LIMIT {
+        return (0..ops.len()).filter(|&i| !ops[i + 1..].iter().any(|(k, _)| *k == ops[i].0)).collect();
+    }
+    let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(ops.len());
+    for (i, (key, _)) in ops.iter().enumerate() {
+        last.insert(key, i);
+    }
+    (0..ops.len()).filter(|&i| last[ops[i].0] == i).collect()
+}
 
 /// Where a planned operation leaves a slot.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +128,8 @@ enum Planned {
     Live {
         op: usize,
         tag: u32,
+        /// The key's commit sequence: one more than the copy it replaces.
+        seq: u64,
     },
     Tombstone,
 }
@@ -138,7 +187,10 @@ impl Store {
     {
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(LockScope::Whole)?;
-        self.write_with(&guard, f)
+        let suspects = self.write_under(&guard, f)?;
+        drop(guard);
+        self.resolve_suspects(coordinator, suspects);
+        Ok(())
     }
 
     /// Runs `f` under a guard the caller already holds (a lease held across many
@@ -149,15 +201,27 @@ impl Store {
         C: WriteCoordinator + ?Sized,
         F: FnOnce(&mut WriteTxn<'_>) -> Result<()>,
     {
+        // Lanes of dead writers outside the guard's scope wait for a commit that
+        // can release its guard (`write`, `update`, `set`, `remove`) or a repair.
+        self.write_under(guard, f).map(drop)
+    }
+
+    fn write_under<C, F>(&self, guard: &ExclusiveGuard<'_, C>, f: F) -> Result<Vec<(usize, u64)>>
+    where
+        C: WriteCoordinator + ?Sized,
+        F: FnOnce(&mut WriteTxn<'_>) -> Result<()>,
+    {
         self.check_coordinator(guard.coordinator())?;
         // Before the closure reads (and may repair) anything: a holder whose
         // lease or fence is stale must not touch a slot a newer holder owns.
         self.check_right_to_write(guard)?;
-        let exclusive = guard.coordinator().excludes_writers();
-        let mut txn = WriteTxn { store: self, scope: guard.scope(), exclusive, ops: Vec::new() };
-        f(&mut txn)?;
+        let mut commit = self.begin(guard)?;
+        let mut txn = WriteTxn { store: self, scope: guard.scope(), exclusive: commit.exclusive, ops: Vec::new() };
+        let recorded = f(&mut txn);
         let ops: Vec<OpRef<'_>> = txn.ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
-        self.commit(guard, &ops)
+        let result = recorded.and_then(|()| self.commit(guard, &mut commit, &ops));
+        commit.release(self);
+        result.map(|()| commit.suspects)
     }
 
     /// Atomically replaces the value of `key` with `f(old)`; `None` removes it.
@@ -173,33 +237,50 @@ impl Store {
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(self.scope_of(key))?;
         self.check_right_to_write(&guard)?;
-        if coordinator.excludes_writers() {
-            self.repair_window(key);
-        }
-        let old = self.get(key)?;
-        let new = f(old.as_deref());
-        let value = new.as_ref().map(AsRef::as_ref);
-        if let Some(value) = value {
-            self.check_value_len(key, value)?;
-        }
-        self.commit(&guard, &[(key, value)])
+        let mut commit = self.begin(&guard)?;
+        let result = (|| {
+            if commit.exclusive {
+                self.repair_window(key);
+            }
+            let old = self.get(key)?;
+            let new = f(old.as_deref());
+            let value = new.as_ref().map(AsRef::as_ref);
+            if let Some(value) = value {
+                self.check_value_len(key, value)?;
+            }
+            self.commit(&guard, &mut commit, &[(key, value)])
+        })();
+        commit.release(self);
+        drop(guard);
+        self.resolve_suspects(coordinator, std::mem::take(&mut commit.suspects));
+        result
     }
 
     /// Stores one key, locking only its probe window.
     pub fn set<C: WriteCoordinator>(&self, coordinator: &C, key: &[u8], value: &[u8]) -> Result<()> {
         self.check_key_len(key)?;
         self.check_value_len(key, value)?;
-        self.check_coordinator(coordinator)?;
-        let guard = coordinator.lock_exclusive(self.scope_of(key))?;
-        self.commit(&guard, &[(key, Some(value))])
+        self.write_one(coordinator, key, Some(value))
     }
 
     /// Removes one key, locking only its probe window.
     pub fn remove<C: WriteCoordinator>(&self, coordinator: &C, key: &[u8]) -> Result<()> {
         self.check_key_len(key)?;
+        self.write_one(coordinator, key, None)
+    }
+
+    fn write_one<C: WriteCoordinator>(&self, coordinator: &C, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.check_coordinator(coordinator)?;
         let guard = coordinator.lock_exclusive(self.scope_of(key))?;
-        self.commit(&guard, &[(key, None)])
+        self.check_right_to_write(&guard)?;
+        let mut commit = self.begin(&guard)?;
+        let result = self.commit(&guard, &mut commit, &[(key, value)]);
+        commit.release(self);
+        drop(guard);
+        if !commit.suspects.is_empty() {
+            self.resolve_suspects(coordinator, std::mem::take(&mut commit.suspects));
+        }
+        result
     }
 
     pub(crate) fn check_key_len(&self, key: &[u8]) -> Result<()> {
@@ -218,27 +299,106 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a commit under `guard`: repairs the lanes of dead writers whose
+    /// scope the guard covers, notes the others, and claims a lane.
+    fn begin<C: WriteCoordinator + ?Sized>(&self, guard: &ExclusiveGuard<'_, C>) -> Result<Commit> {
+        let coordinator = guard.coordinator();
+        let exclusive = coordinator.excludes_writers();
+        let whole = exclusive && (guard.scope() == LockScope::Whole || coordinator.locks_whole_store());
+        let held = if whole { LockScope::Whole } else { guard.scope() };
+        let mut commit = Commit { lane: None, exclusive, others_busy: false, suspects: Vec::new() };
+        let busy = self.lanes_busy();
+        if busy != 0 {
+            if exclusive {
+                self.handle_busy_lanes(busy, held, whole, &mut commit.suspects);
+            }
+            commit.others_busy = true;
+        }
+        let claim = match (exclusive, whole) {
+            (false, _) => Claim::Uncoordinated,
+            (true, true) => Claim::Exclusive,
+            (true, false) => Claim::Shared,
+        };
+        commit.lane = Some(self.claim_lane(claim, guard.scope())?);
+        Ok(commit)
+    }
+
+    /// Repairs the claimed lanes whose scope `held` covers (their owners cannot
+    /// be holding them: they died, or their lease lapsed); notes the others
+    /// whose owner may be dead.
+    fn handle_busy_lanes(&self, busy: u64, held: LockScope, whole: bool, suspects: &mut Vec<(usize, u64)>) {
+        let mut report = RepairReport::default();
+        for index in (0..crate::format::LANES).filter(|&i| busy & (1 << i) != 0) {
+            let Some(record) = self.lane_record(index) else {
+                if whole {
+                    self.free_unowned_lane(index);
+                }
+                continue;
+            };
+            if held.covers(&record.scope) {
+                self.repair_lane(&record, &mut report);
+                self.free_repaired_lane(index, record.owner, whole);
+            } else if self.lane_owner_may_be_dead(index) {
+                suspects.push((index, record.owner));
+            }
+        }
+    }
+
+    /// Repairs, after this process let go of its own guard, the lanes of
+    /// writers that may have died outside the scope it held: each one whose
+    /// scope the coordinator grants at once (its owner does not hold it) and
+    /// that still has the same owner. Best effort: what cannot be taken now
+    /// waits for the next commit or a repair.
+    pub(crate) fn resolve_suspects<C: WriteCoordinator>(&self, coordinator: &C, suspects: Vec<(usize, u64)>) {
+        for (index, owner) in suspects {
+            let Some(record) = self.lane_record(index).filter(|r| r.owner == owner) else { continue };
+            let Ok(Some(guard)) = coordinator.try_lock_exclusive(record.scope) else { continue };
+            if self.lane_record(index).is_some_and(|r| r.owner == owner) {
+                let mut report = RepairReport::default();
+                self.repair_lane(&record, &mut report);
+                self.free_repaired_lane(index, owner, false);
+            }
+            drop(guard);
+        }
+    }
+
     /// Plans, checks and applies `ops` under `guard`. Sizes and scope were
     /// checked when the operations were recorded.
-    fn commit<C: WriteCoordinator + ?Sized>(&self, guard: &ExclusiveGuard<'_, C>, ops: &[OpRef<'_>]) -> Result<()> {
+    fn commit<C: WriteCoordinator + ?Sized>(
+        &self,
+        guard: &ExclusiveGuard<'_, C>,
+        commit: &mut Commit,
+        ops: &[OpRef<'_>],
+    ) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
         // Planning may repair slots a dead writer left mid-write, so the right to
         // write is checked first (again, for writes whose closure took a while).
         self.check_right_to_write(guard)?;
-        let plan = self.plan(ops, guard.coordinator().excludes_writers())?;
+        let plan = self.plan(ops, commit.exclusive, commit.others_busy)?;
+        let lane = commit.lane.as_ref().expect("a commit holds a lane");
+        self.record_slots(lane, plan.slots.iter().map(|&(index, _, _)| index));
 
         // Apply: each touched slot once, with its final state.
-        for &(index, was_live, state) in &plan.slots {
+        for (written, &(index, was_live, state)) in plan.slots.iter().enumerate() {
+            crate::test_hooks::slots_written(written as u32);
             let entry = match state {
-                Planned::Live { op, tag } => {
+                Planned::Live { op, tag, seq } => {
                     let (key, value) = ops[op];
-                    Some((key, value.expect("a live plan comes from a set"), tag))
+                    Some((key, value.expect("a live plan comes from a set"), tag, seq))
                 }
                 Planned::Tombstone => None,
             };
-            self.slot(index).write(entry);
+            let written = if commit.exclusive {
+                self.slot(index).write(entry).map_err(|Overtaken| WriteFault::Overtaken)
+            } else {
+                self.slot(index).write_unheld(entry, self.read_patience)
+            };
+            written.map_err(|fault| match fault {
+                WriteFault::Overtaken => Error::Overtaken { slot: index },
+                WriteFault::Busy(busy) => self.slot_error(index, busy),
+            })?;
             // Relaxed: the live counts are statistics and order nothing. Only a
             // change of liveness touches the slot's counter shard.
             let live = self.live_word(self.counter_shard(index));
@@ -287,59 +447,108 @@ impl Store {
 
     /// Decides the final state of every slot the operations touch, without
     /// writing anything; fails with [`Error::TableFull`] if a key has no room.
-    fn plan(&self, ops: &[OpRef<'_>], exclusive: bool) -> Result<Plan> {
+    ///
+    /// The plan applies the *net* effect of the operations, key by key (the
+    /// last operation on a key decides): a key present before the commit stays
+    /// in its slot (overwritten or made a tombstone), and only keys new to the
+    /// store take free slots. So no key ever moves between slots: a reader
+    /// probing for a key that exists before and after the commit always finds
+    /// it, and a crash in the middle never leaves a key in two slots.
+    ///
+    /// With `find_copies` (another writer was mid-commit, or died so) the whole
+    /// window is searched for each key: should a key be in two slots anyway
+    /// (uncoordinated writers inserting it at once, a damaged file), the copy
+    /// with the higher commit sequence is kept and the others are removed.
+    fn plan(&self, ops: &[OpRef<'_>], exclusive: bool, find_copies: bool) -> Result<Plan> {
         let mut plan = Plan::default();
-        for (op, &(key, value)) in ops.iter().enumerate() {
+        let mut new_keys: SmallVec<[usize; 4]> = SmallVec::new();
+        // Keys present in the store: overwritten or removed where they are.
+        for op in last_op_per_key(ops) {
+            let (key, value) = ops[op];
             let h = self.hash(key);
-            let mut found = None;
-            let mut free = None;
+            let mut copies: SmallVec<[(u64, u64); 2]> = SmallVec::new();
             for index in self.window(h) {
-                let seen = match plan.get(index) {
-                    Some(Planned::Live { op: other, .. }) if ops[other].0 == key => Seen::Match,
-                    Some(Planned::Live { .. }) => Seen::OtherKey,
-                    Some(Planned::Tombstone) => Seen::Tombstone,
+                let (seen, seq) = match plan.get(index) {
+                    Some(_) => (Seen::OtherKey, 0), // another key of this commit is there
                     None => self.seen_by_writer(index, key, h.tag, exclusive)?,
                 };
                 match seen {
                     Seen::Match => {
-                        found = Some(index);
-                        break;
+                        copies.push((index, seq));
+                        if !find_copies {
+                            break;
+                        }
                     }
-                    Seen::Empty => {
-                        free = free.or(Some(index));
-                        break; // no key lives past an empty slot
-                    }
-                    Seen::Tombstone => free = free.or(Some(index)),
-                    Seen::OtherKey => {}
+                    Seen::Empty => break, // no key lives past an empty slot
+                    Seen::Tombstone | Seen::OtherKey => {}
                 }
             }
-            let target = match (found, value) {
-                (Some(index), _) => index,
-                (None, Some(_)) => free.ok_or(Error::TableFull { probes: self.layout.max_probes })?,
-                (None, None) => continue, // removing an absent key
-            };
-            // On first touch the slot's state comes from the store: a match means
-            // it held a live key, a free slot that it did not.
-            let state = if value.is_some() { Planned::Live { op, tag: h.tag } } else { Planned::Tombstone };
-            plan.set(target, found.is_some(), state);
+            // The newest copy; the first in probe order among equals.
+            let newest = copies.iter().copied().fold(None, |best: Option<(u64, u64)>, c| match best {
+                Some(b) if b.1 >= c.1 => Some(b),
+                _ => Some(c),
+            });
+            for &(index, _) in copies.iter().filter(|c| Some(**c) != newest) {
+                plan.set(index, true, Planned::Tombstone);
+            }
+            match (newest, value) {
+                (Some((index, seq)), Some(_)) => {
+                    plan.set(index, true, Planned::Live { op, tag: h.tag, seq: seq.wrapping_add(1) })
+                }
+                (Some((index, _)), None) => plan.set(index, true, Planned::Tombstone),
+                (None, Some(_)) => new_keys.push(op),
+                (None, None) => {} // removing an absent key
+            }
+        }
+        // Keys new to the store: the first free slot of their window (slots this
+        // commit empties count as free, slots it fills do not).
+        for op in new_keys {
+            let (key, _) = ops[op];
+            let h = self.hash(key);
+            let mut free = None;
+            for index in self.window(h) {
+                let seen = match plan.get(index) {
+                    Some(Planned::Tombstone) => Seen::Tombstone,
+                    Some(Planned::Live { .. }) => Seen::OtherKey,
+                    None => self.seen_by_writer(index, key, h.tag, exclusive)?.0,
+                };
+                match seen {
+                    Seen::Empty => {
+                        free = free.or(Some(index));
+                        break;
+                    }
+                    Seen::Tombstone => {
+                        free = Some(index);
+                        break;
+                    }
+                    // Only a writer that does not exclude others can meet the
+                    // key here (another inserted it since the first pass).
+                    Seen::OtherKey | Seen::Match => {}
+                }
+            }
+            let index = free.ok_or(Error::TableFull { probes: self.layout.max_probes })?;
+            let was_live = matches!(plan.get(index), Some(Planned::Tombstone)); // a removed key's slot
+            plan.set(index, was_live, Planned::Live { op, tag: h.tag, seq: 1 });
         }
         Ok(plan)
     }
 
-    /// What a writer holding slot `index` sees there, repairing it first if a
-    /// dead writer left it mid-write.
-    fn seen_by_writer(&self, index: u64, key: &[u8], tag: u32, exclusive: bool) -> Result<Seen> {
+    /// What a writer holding slot `index` sees there (and the key's commit
+    /// sequence on a match), repairing it first if a dead writer left it
+    /// mid-write.
+    fn seen_by_writer(&self, index: u64, key: &[u8], tag: u32, exclusive: bool) -> Result<(Seen, u64)> {
         let slot = self.slot(index);
         // Under a coordinator that excludes writers we hold this slot, so an odd
         // version can only have been left by a writer that died: repair it now.
         if exclusive && slot.is_odd() {
             slot.repair(self.layout.hash_seed, self.layout.slot_count);
         }
-        slot.read_for(key, tag, None, self.read_patience).map_err(|fault| self.slot_error(index, fault))
+        slot.read_for(key, tag, None, false, self.read_patience).map_err(|fault| self.slot_error(index, fault))
     }
 
     /// Repairs any slot of `key`'s window that a dead writer left mid-write.
-    /// Only for a caller holding the window under a coordinator that excludes writers.
+    /// Only for a caller holding the window under a coordinator that excludes
+    /// writers, with a lane claimed.
     pub(crate) fn repair_window(&self, key: &[u8]) {
         for index in self.window(self.hash(key)) {
             let slot = self.slot(index);

@@ -48,10 +48,20 @@ fn short_and_foreign_files_are_not_stores() {
 #[test]
 fn another_format_version_is_refused_by_name() {
     let dir = maph_testkit::temp_dir();
-    let path = fresh(dir.path(), "v2.maph", Config::new(16));
-    overwrite(&path, 4, &2u32.to_le_bytes());
+    let path = fresh(dir.path(), "v1.maph", Config::new(16));
+    overwrite(&path, 4, &1u32.to_le_bytes());
     match Store::open(&path, Mode::ReadOnly) {
-        Err(Error::UnsupportedVersion { found: 2, supported: 1, .. }) => {}
+        Err(e @ Error::UnsupportedVersion { found: 1, supported: 2, .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("maph migrate") && text.contains("v1.maph"), "says what to do: {text}");
+        }
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    overwrite(&path, 4, &3u32.to_le_bytes());
+    match Store::open(&path, Mode::ReadOnly) {
+        Err(e @ Error::UnsupportedVersion { found: 3, supported: 2, .. }) => {
+            assert!(e.to_string().contains("newer maph"), "{e}");
+        }
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
 }
@@ -228,7 +238,8 @@ fn damaged_slot_contents_are_errors_not_panics() {
     // Repair clears them; nothing panics and the store is usable again.
     let store = Store::open(&path, Mode::ReadWrite).unwrap();
     let writer = SingleWriter::new(&store).unwrap();
-    assert_eq!(writer.repair_report().damaged.len(), 8);
+    assert!(writer.repair_report().is_clean(), "damage no writer left is not looked for at start");
+    assert_eq!(store.repair(&writer).unwrap().damaged.len(), 8);
     assert!(store.verify().is_clean());
     store.set(&writer, b"again", b"ok").unwrap();
     assert_eq!(store.len(), 1);

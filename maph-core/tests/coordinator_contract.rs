@@ -266,10 +266,49 @@ fn a_single_writer_refuses_writers_that_may_not_write() {
     .writers_that_may_not_write_are_refused();
 }
 
-/// The lease's lock file cannot be made (directory gone, a directory in its
-/// place, permission denied for a non-root child): a clear error naming it.
+/// The lease is on the store file itself: no lock file is made beside the
+/// store, so a store whose directory moved, or one in a directory its writer
+/// may not write to, can still be written.
 #[test]
-fn a_single_writer_lock_file_error_is_clear() {
-    maph_testkit::Contract::new("a_single_writer_lock_file_error_is_clear", Config::new(64), SingleWriter::new)
-        .lock_file_errors_are_clear();
+fn a_single_writer_needs_no_lock_file() {
+    maph_testkit::Contract::new("a_single_writer_needs_no_lock_file", Config::new(64), SingleWriter::new)
+        .no_lock_file_is_needed_beside_the_store();
+}
+
+/// Item 1 of issue 13: every path to the store file (a symlink, a hard link,
+/// `dir/../dir/x.maph`) reaches one lease; the second writer is told the
+/// holder's pid.
+#[test]
+fn a_single_writer_lease_is_one_whatever_path_reaches_the_file() {
+    maph_testkit::Contract::new(
+        "a_single_writer_lease_is_one_whatever_path_reaches_the_file",
+        Config::new(64),
+        SingleWriter::new,
+    )
+    .every_path_to_the_file_is_one_lock();
+}
+
+/// Shared access is not granted beside the exclusive ticket, nor exclusive
+/// beside a shared one (between threads; a second process cannot even make a
+/// single writer).
+#[test]
+fn a_single_writer_excludes_shared_and_exclusive_access() {
+    maph_testkit::Contract::new(
+        "a_single_writer_excludes_shared_and_exclusive_access",
+        Config::new(64),
+        SingleWriter::new,
+    )
+    .exclusive_and_shared_exclude_each_other();
+}
+
+/// A writer killed mid-write: the next single writer repairs its slot when it
+/// takes the lease (from the dead writer's write-intent lane, without a scan).
+#[test]
+fn a_dead_single_writers_slot_is_repaired_by_the_next_one() {
+    maph_testkit::Contract::new(
+        "a_dead_single_writers_slot_is_repaired_by_the_next_one",
+        Config::new(1024),
+        SingleWriter::new,
+    )
+    .a_dead_writers_slot_is_repaired_by_the_next_holder();
 }

@@ -2,12 +2,13 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use maph_core::{
-    lock_path, open_lock_file, poll_until, Access, Backoff, ContentionCounters, Error, LockScope, Result, Store,
-    StoreId, Strategy, Ticket, Wait, WriteCoordinator,
+    open_lock_file, poll_until, Access, Backoff, ContentionCounters, Error, LockScope, Result, Store, StoreId,
+    Strategy, Ticket, Wait, WriteCoordinator,
 };
 use nix::errno::Errno;
 
@@ -16,9 +17,17 @@ use crate::descriptions::Descriptions;
 use crate::record_lock::{self, Owner, Span, Spans};
 use crate::{FcntlOptions, Granularity, LockKind};
 
-/// Writers take turns through POSIX record locks (`fcntl(2)`) on `<store>.lock`:
-/// on the whole file, or, in [`Granularity::ByteRange`] mode, only on the bytes
-/// of the key's probe window, so writers of different keys run in parallel.
+/// Writers take turns through POSIX record locks (`fcntl(2)`) on the store
+/// file itself: on the whole file, or, in [`Granularity::ByteRange`] mode, only
+/// on the bytes standing for the key's probe window (slot `i` is byte `i`;
+/// record locks are advisory and never touch the bytes), so writers of
+/// different keys run in parallel.
+///
+/// The locks are on the file, not on a path: every description the coordinator
+/// locks through is one of the very file the store mapped
+/// ([`Store::lock_description`]), so processes that reach the store through a
+/// symlink, a hard link, another spelling of the path or a bind mount
+/// coordinate as one. (Classic locks, the fallback below, are the exception.)
 ///
 /// # When to choose it
 /// - **Byte-range mode** when several processes (or threads) write *different*
@@ -26,9 +35,11 @@ use crate::{FcntlOptions, Granularity, LockKind};
 ///   [`Store::update`]/[`Store::set`] locks only its key's probe window
 ///   (`max_probes` slots). Writers of the same key, or of keys whose windows
 ///   overlap, still take turns; [`Store::write`] locks the whole store.
-/// - **Whole-file mode** where flock would do but the store lives on a network
-///   filesystem: NFS forwards fcntl locks to the server's lock manager, so they
-///   exclude writers on other machines too (flock may be local only).
+/// - **Whole-file mode** where flock would do; it interoperates with
+///   byte-range writers of the same store.
+/// - All writers on one host: maph refuses to open a store for writing on a
+///   network or FUSE filesystem (shared mappings are not coherent between the
+///   hosts that mount it; see `docs/RELIABILITY.md`).
 /// - One process can own all writes? [`SingleWriter`](maph_core::SingleWriter)
 ///   is cheaper than any lock.
 ///
@@ -69,8 +80,8 @@ use crate::{FcntlOptions, Granularity, LockKind};
 ///   record locks with its descriptors. A write it left half-done is repaired
 ///   by the next writer of that slot (or [`Store::repair`]).
 /// - A panic inside a write releases the lock while unwinding (RAII guards).
-/// - A filesystem without record locks (or NFS without its lock service) is
-///   reported when the coordinator is made, as [`Error::Coordination`].
+/// - A filesystem without record locks is reported when the coordinator is
+///   made, as [`Error::Coordination`].
 /// - The kernel does not queue record-lock waiters fairly: a whole-store
 ///   writer ([`Store::write`]) waiting among busy byte-range writers may wait
 ///   long (use a deadline). Readers holding shared access can likewise keep
@@ -78,9 +89,9 @@ use crate::{FcntlOptions, Granularity, LockKind};
 /// - A child made by `fork()` shares its parent's open file descriptions, and
 ///   so the OFD locks held through them (classic locks are not inherited).
 ///   maph opens its files close-on-exec, so `exec`'d programs get nothing.
-/// - Deleting or replacing the lock file while writers run splits them into
-///   two groups that do not exclude each other; a coordinator that notices
-///   (when it opens another description) refuses with [`Error::Coordination`].
+/// - Renaming, replacing or deleting the store's path while writers run
+///   changes nothing for the coordinators already made: their locks are on the
+///   file they opened.
 ///
 /// # Classic locks, the fallback
 /// Where OFD locks are missing ([`LockKind::Auto`] detects `EINVAL` when the
@@ -90,11 +101,16 @@ use crate::{FcntlOptions, Granularity, LockKind};
 /// - threads of one process no longer run in parallel: the kernel does not
 ///   separate them, so all acquisitions of the process on this lock file take
 ///   turns on one in-process gate (shared ones too);
-/// - closing *any* descriptor of the lock file drops all the process's classic
-///   locks on it. Coordinators of one process share one descriptor to avoid
-///   this, but other code that opens and closes `<store>.lock` (a backup tool
-///   in-process, [`maph_core::read_pid`]) would silently unlock it, and so would
-///   an OFD-mode coordinator of the same file in the same process when dropped;
+/// - closing *any* descriptor of a file drops all the process's classic locks
+///   on it, and a process using a store opens and closes descriptors of the
+///   store file all the time (every `Store::open` and drop). So classic locks
+///   are not taken on the store file but on a lock file named after the
+///   store's identity, `.maph-<uuid>.lock`, in the directory of the store's
+///   canonical path (symlinks and `..` resolved; a hard link in the same
+///   directory finds the same lock file, one in **another directory does
+///   not**: use classic locks through one directory). Coordinators of one
+///   process share one descriptor of it, but other code that opens and closes
+///   that lock file in-process would silently unlock it;
 /// - the kernel's deadlock detection for classic locks works per process and
 ///   may fire falsely when threads are involved; a blocking wait it interrupts
 ///   with `EDEADLK` is continued by polling instead of failing.
@@ -126,6 +142,7 @@ use crate::{FcntlOptions, Granularity, LockKind};
 pub struct FcntlCoordinator {
     backend: Backend,
     granularity: Granularity,
+    /// The file the record locks are on: the store's (OFD) or the classic lock file.
     lock_path: PathBuf,
     store: StoreId,
     counters: ContentionCounters,
@@ -168,13 +185,13 @@ impl FcntlCoordinator {
         Self::with_options(store, FcntlOptions::new().granularity(Granularity::ByteRange))
     }
 
-    /// A coordinator for `store` with the given options. Opens, creating if
-    /// needed, `<store>.lock`, and checks that its filesystem supports the lock
-    /// kind, so an unusable lock fails here rather than at the first write.
+    /// A coordinator for `store` with the given options. Opens a description of
+    /// the store file (or, for classic locks, the lock file named after the
+    /// store) and checks that its filesystem supports the lock kind, so an
+    /// unusable lock fails here rather than at the first write.
     pub fn with_options(store: &Store, options: FcntlOptions) -> Result<FcntlCoordinator> {
         store.check_writer(Self::STRATEGY)?;
-        let lock_path = lock_path(store.path());
-        let backend = Backend::open(&lock_path, options.lock_kind)?;
+        let (backend, lock_path) = Backend::open(store, options.lock_kind)?;
         Ok(FcntlCoordinator {
             backend,
             granularity: options.granularity,
@@ -206,7 +223,10 @@ impl FcntlCoordinator {
         }
     }
 
-    /// The lock file this coordinator locks.
+    /// The file whose record locks this coordinator takes: the store's own
+    /// path (OFD locks; the locks are on the file it opened, whatever its path
+    /// is now) or, for classic locks, the lock file named after the store
+    /// ([`classic_lock_path`]).
     pub fn lock_path(&self) -> &Path {
         &self.lock_path
     }
@@ -258,42 +278,137 @@ impl FcntlCoordinator {
     }
 }
 
+/// The lock file classic locks use for `store`: `.maph-<uuid>.lock` in the
+/// directory of the store's canonical path. Every process that reaches the
+/// store through a path in that directory (or a symlink or `..` resolving to
+/// it) derives the same file from the store's identity.
+pub fn classic_lock_path(store: &Store) -> Result<PathBuf> {
+    let canonical = std::fs::canonicalize(store.path())
+        .map_err(|e| Error::io(format!("could not resolve the path {}", store.path().display()), e))?;
+    let dir = canonical.parent().unwrap_or(Path::new("/"));
+    Ok(dir.join(format!(".maph-{}.lock", store.uuid())))
+}
+
+/// Word 0 of the store's coordinator region: which kind of record lock the
+/// store's fcntl writers use, fixed by the first coordinator ever made. OFD and
+/// classic locks live on different files (the store, and a lock file named
+/// after it), so writers of the two kinds would not exclude each other.
+const KIND_WORD: usize = 0;
+const KIND_OFD: u32 = u32::from_le_bytes(*b"FOFD");
+const KIND_CLASSIC: u32 = u32::from_le_bytes(*b"FCLS");
+
+/// The lock kind recorded in `store`, if any.
+fn recorded_kind(store: &Store) -> Result<Option<LockKind>> {
+    match kind_word(store)?.load(Ordering::SeqCst) {
+        0 => Ok(None),
+        KIND_OFD => Ok(Some(LockKind::OpenFileDescription)),
+        KIND_CLASSIC => Ok(Some(LockKind::Classic)),
+        other => Err(Error::Corrupt {
+            path: store.path().to_path_buf(),
+            detail: format!("the fcntl lock-kind word holds {other:#x}, neither FOFD nor FCLS"),
+        }),
+    }
+}
+
+fn kind_word(store: &Store) -> Result<&AtomicU32> {
+    store.coordinator_word(KIND_WORD)?.ok_or_else(|| Error::Coordination {
+        strategy: FcntlCoordinator::STRATEGY,
+        detail: "the store has no coordinator region".into(),
+    })
+}
+
+/// Records `kind` as the store's lock kind unless another is recorded; the
+/// kind now recorded.
+fn record_kind(store: &Store, kind: LockKind) -> Result<LockKind> {
+    let code = if kind == LockKind::Classic { KIND_CLASSIC } else { KIND_OFD };
+    // SeqCst: every process agrees on the first kind recorded.
+    match kind_word(store)?.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => Ok(kind),
+        Err(_) => Ok(recorded_kind(store)?.unwrap_or(kind)),
+    }
+}
+
+fn other_kind_error(store: &Store, recorded: LockKind, asked: LockKind) -> Error {
+    let name = |k| if k == LockKind::Classic { "classic" } else { "open-file-description (OFD)" };
+    Error::Coordination {
+        strategy: FcntlCoordinator::STRATEGY,
+        detail: format!(
+            "the fcntl writers of {} use {} locks, and a coordinator with {} locks would not exclude them (the two \
+             kinds lock different files); make it with LockKind::Auto, which follows the store",
+            store.path().display(),
+            name(recorded),
+            name(asked)
+        ),
+    }
+}
+
 impl Backend {
-    /// Decides how this process locks the file at `lock_path`.
-    fn open(lock_path: &Path, kind: LockKind) -> Result<Backend> {
-        let explain = |e| record_lock::explain(FcntlCoordinator::STRATEGY, lock_path, e);
+    /// Decides how this process locks `store`; returns the backend and the
+    /// path of the file it locks. The kind is the store's (the first
+    /// coordinator's choice, recorded in the header), so that every writer of
+    /// the store locks the same file.
+    fn open(store: &Store, kind: LockKind) -> Result<(Backend, PathBuf)> {
+        let recorded = recorded_kind(store)?;
+        let kind = match (recorded, kind) {
+            (Some(recorded), LockKind::Auto) => recorded,
+            (Some(recorded), asked) if recorded != asked => return Err(other_kind_error(store, recorded, asked)),
+            (_, kind) => kind,
+        };
+        let backend = match kind {
+            LockKind::Classic => None,
+            LockKind::OpenFileDescription | LockKind::Auto => Self::open_ofd(store, kind)?,
+        };
+        let (backend, lock_path, chosen) = match backend {
+            Some(ofd) => (Backend::Ofd(ofd), store.path().to_path_buf(), LockKind::OpenFileDescription),
+            None => {
+                let (shared, lock_path) = Self::open_classic(store)?;
+                (Backend::Classic(shared), lock_path, LockKind::Classic)
+            }
+        };
+        match record_kind(store, chosen)? {
+            recorded if recorded == chosen => Ok((backend, lock_path)),
+            // Another process recorded the other kind at the same moment.
+            recorded => Err(other_kind_error(store, recorded, chosen)),
+        }
+    }
+
+    /// OFD locks on the store file; `None` if they are missing and `kind` is `Auto`.
+    fn open_ofd(store: &Store, kind: LockKind) -> Result<Option<Descriptions>> {
+        let file = store.lock_description()?;
+        match record_lock::probe(&file, Owner::Description) {
+            Ok(()) => Ok(Some(Descriptions::new(store.path(), file))),
+            // No OFD commands here (Linux before 3.15, or a filesystem's own
+            // lock implementation without them).
+            Err(Errno::EINVAL) if kind == LockKind::Auto => Ok(None),
+            Err(Errno::EINVAL) => Err(Error::Coordination {
+                strategy: FcntlCoordinator::STRATEGY,
+                detail: format!(
+                    "open-file-description locks are not available for {} (Linux 3.15 or later, on a \
+                     filesystem that supports them); use LockKind::Auto to fall back to classic locks",
+                    store.path().display()
+                ),
+            }),
+            Err(e) => Err(record_lock::explain(FcntlCoordinator::STRATEGY, store.path(), e)),
+        }
+    }
+
+    /// Classic locks on the lock file named after the store, shared by this
+    /// process's classic coordinators of it.
+    fn open_classic(store: &Store) -> Result<(Arc<ClassicLockFile>, PathBuf)> {
+        let lock_path = classic_lock_path(store)?;
         // Held throughout, so the decision is consistent with other coordinators
         // being made at the same time (see classic.rs).
         let mut table = classic::table();
-        if kind != LockKind::OpenFileDescription {
-            if let Some(shared) = table.find_path(lock_path) {
-                // This process already locks this file the classic way; opening
-                // and later closing another descriptor would drop those locks.
-                return Ok(Backend::Classic(shared));
-            }
+        if let Some(shared) = table.find_path(&lock_path) {
+            // This process already locks this file; opening and later closing
+            // another descriptor would drop those locks.
+            return Ok((shared, lock_path));
         }
-        let file = open_lock_file(lock_path)?;
-        if kind != LockKind::Classic {
-            match record_lock::probe(&file, Owner::Description) {
-                Ok(()) => return Ok(Backend::Ofd(Descriptions::new(lock_path, file, FcntlCoordinator::STRATEGY)?)),
-                // No OFD commands here (Linux before 3.15, or a filesystem's own
-                // lock implementation without them).
-                Err(Errno::EINVAL) if kind == LockKind::Auto => {}
-                Err(Errno::EINVAL) => {
-                    return Err(Error::Coordination {
-                        strategy: FcntlCoordinator::STRATEGY,
-                        detail: format!(
-                            "open-file-description locks are not available for {} (Linux 3.15 or later, on a \
-                             filesystem that supports them); use LockKind::Auto to fall back to classic locks",
-                            lock_path.display()
-                        ),
-                    })
-                }
-                Err(e) => return Err(explain(e)),
-            }
-        }
-        record_lock::probe(&file, Owner::Process).map_err(explain)?;
-        Ok(Backend::Classic(table.insert(file, lock_path)?))
+        let file = open_lock_file(&lock_path)?;
+        record_lock::probe(&file, Owner::Process)
+            .map_err(|e| record_lock::explain(FcntlCoordinator::STRATEGY, &lock_path, e))?;
+        let shared = table.insert(file, &lock_path)?;
+        Ok((shared, lock_path))
     }
 }
 
@@ -354,6 +469,10 @@ impl WriteCoordinator for FcntlCoordinator {
 
     fn counters(&self) -> &ContentionCounters {
         &self.counters
+    }
+
+    fn locks_whole_store(&self) -> bool {
+        self.granularity == Granularity::WholeFile
     }
 
     fn bound_store(&self) -> Option<StoreId> {

@@ -1,4 +1,4 @@
-//! A pool of open file descriptions of the lock file: how threads of one process
+//! A pool of open file descriptions of the store file: how threads of one process
 //! exclude each other under OFD locks while writers of different keys still run
 //! in parallel.
 //!
@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use maph_core::{open_lock_file, Error, Result, Strategy};
+use maph_core::{reopen_description, Error, Result};
 use parking_lot::Mutex;
 
 /// (device, inode): which file a descriptor refers to.
@@ -32,11 +32,8 @@ pub(crate) fn file_id(file: &File, path: &Path) -> Result<FileId> {
 }
 
 pub(crate) struct Descriptions {
+    /// The store's path, for messages.
     path: PathBuf,
-    /// The file the first description refers to: every later one must be the
-    /// same file, or its locks would not exclude anyone.
-    id: FileId,
-    strategy: Strategy,
     pool: Mutex<Pool>,
 }
 
@@ -55,37 +52,27 @@ impl std::fmt::Debug for Descriptions {
 }
 
 impl Descriptions {
-    /// A pool starting with `first`, an open description of the lock file at `path`.
-    pub(crate) fn new(path: &Path, first: File, strategy: Strategy) -> Result<Descriptions> {
-        let id = file_id(&first, path)?;
-        // Later descriptions are opened by name: an absolute name keeps a
-        // relative store path from resolving elsewhere after a chdir.
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(Descriptions { path, id, strategy, pool: Mutex::new(Pool { files: vec![Arc::new(first)], idle: vec![0] }) })
+    /// A pool starting with `first`, an open description of the store file at `path`.
+    pub(crate) fn new(path: &Path, first: File) -> Descriptions {
+        Descriptions {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Pool { files: vec![Arc::new(first)], idle: vec![0] }),
+        }
     }
 
     /// An idle description (opening one if none is idle) and its index.
     pub(crate) fn check_out(&self) -> Result<(usize, Arc<File>)> {
-        {
+        let first = {
             let mut pool = self.pool.lock();
             if let Some(index) = pool.idle.pop() {
                 return Ok((index, pool.files[index].clone()));
             }
-        }
+            pool.files[0].clone()
+        };
         // Open outside the mutex: other threads keep checking in and out meanwhile.
-        let file = open_lock_file(&self.path)?;
-        if file_id(&file, &self.path)? != self.id {
-            return Err(Error::Coordination {
-                strategy: self.strategy,
-                detail: format!(
-                    "the lock file {} was replaced since this coordinator was made, so its locks would not \
-                     exclude writers holding the old one; never delete a lock file while writers run, \
-                     and make new coordinators",
-                    self.path.display()
-                ),
-            });
-        }
-        let file = Arc::new(file);
+        // A description of the very file the first one refers to, whatever its
+        // path is now, so every lock of the pool is on one file.
+        let file = Arc::new(reopen_description(&first, &self.path)?);
         let mut pool = self.pool.lock();
         pool.files.push(file.clone());
         Ok((pool.files.len() - 1, file))

@@ -1,8 +1,8 @@
 //! # maph-lock-fcntl
 //!
 //! [`FcntlCoordinator`]: writers of a [maph](maph_core) store take turns through
-//! POSIX record locks (`fcntl(2)`) on the lock file beside the store
-//! (`<store>.lock`), on the whole file or, in [`Granularity::ByteRange`] mode,
+//! POSIX record locks (`fcntl(2)`) on the store file itself (every path that
+//! reaches it is one lock), on the whole file or, in [`Granularity::ByteRange`] mode,
 //! only on the bytes standing for a key's probe window, so writers of different
 //! keys proceed in parallel. It uses Linux open-file-description locks, which
 //! avoid the two classic fcntl traps (threads of one process not excluded, and
@@ -35,7 +35,7 @@ mod descriptions;
 mod options;
 mod record_lock;
 
-pub use coordinator::FcntlCoordinator;
+pub use coordinator::{classic_lock_path, FcntlCoordinator};
 pub use options::{FcntlOptions, Granularity, LockKind};
 
 // The README's example, compiled and run as a doc test so it cannot go stale.

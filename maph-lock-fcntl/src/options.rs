@@ -8,12 +8,12 @@
 /// byte-range lock of the same file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Granularity {
-    /// The whole lock file, whatever scope is asked for: writers take turns on
+    /// The whole file, whatever scope is asked for: writers take turns on
     /// the whole store, as with flock.
     #[default]
     WholeFile,
     /// Only the bytes standing for the slots in the scope (slot `i` is byte `i`
-    /// of the lock file): a key's probe window for
+    /// of the locked file): a key's probe window for
     /// [`Store::update`](maph_core::Store::update) and
     /// [`Store::set`](maph_core::Store::set), so writers of keys whose windows do
     /// not overlap proceed in parallel, in different processes and in threads of
@@ -31,12 +31,15 @@ pub enum LockKind {
     Auto,
     /// Linux open-file-description locks (`F_OFD_SETLK`/`F_OFD_SETLKW`, Linux
     /// 3.15+): owned by an open file description, so descriptions of one process
-    /// exclude each other, and closing some other descriptor of the lock file
+    /// exclude each other, and closing some other descriptor of the store file
     /// does not drop them. Making the coordinator fails where they are missing.
     OpenFileDescription,
-    /// Classic POSIX locks (`F_SETLK`/`F_SETLKW`): owned by the process. What
-    /// [`Auto`](Self::Auto) falls back to; asking for it directly is for tests and
-    /// for filesystems whose OFD support misbehaves. What it loses is listed on
+    /// Classic POSIX locks (`F_SETLK`/`F_SETLKW`): owned by the process, taken on
+    /// a lock file named after the store ([`classic_lock_path`](crate::classic_lock_path)).
+    /// What [`Auto`](Self::Auto) falls back to; asking for it directly is for
+    /// tests and for filesystems whose OFD support misbehaves. A store keeps the
+    /// kind of its first fcntl coordinator (recorded in its header): a
+    /// coordinator asking for the other kind is refused, and `Auto` follows it. What it loses is listed on
     /// [`FcntlCoordinator`](crate::FcntlCoordinator#classic-locks-the-fallback).
     Classic,
 }

@@ -180,8 +180,8 @@ pub(crate) fn explain(strategy: Strategy, lock_path: &Path, errno: Errno) -> Err
         Some(why) => Error::Coordination {
             strategy,
             detail: format!(
-                "cannot lock {}: {why}; put the store on a filesystem with POSIX locks \
-                 (ext4, xfs, tmpfs, or NFS with its lock service running)",
+                "cannot lock {}: {why}; put the store on a local filesystem with POSIX locks \
+                 (ext4, xfs, tmpfs)",
                 lock_path.display()
             ),
         },

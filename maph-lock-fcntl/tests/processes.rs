@@ -143,13 +143,22 @@ fn writers_that_may_not_write_are_refused() {
     }
 }
 
-/// The lock file cannot be made (directory gone, a directory in its place,
-/// permission denied for a non-root child): a clear error naming it, with the
-/// OFD and the classic locks alike.
+/// OFD locks are on the store file: no lock file is made beside the store.
 #[test]
-fn lock_file_errors_are_clear() {
-    for variant in [OFD_RANGE, CLASSIC_RANGE] {
-        contract("lock_file_errors_are_clear", variant).lock_file_errors_are_clear();
+fn no_lock_file_is_needed_beside_the_store() {
+    for variant in [OFD_WHOLE, OFD_RANGE] {
+        contract("no_lock_file_is_needed_beside_the_store", variant).no_lock_file_is_needed_beside_the_store();
+    }
+}
+
+/// Classic locks use a lock file named after the store: when it cannot be made
+/// (directory moved, a directory in its place, permission denied for a
+/// non-root child), the error names it and says why.
+#[test]
+fn classic_lock_file_errors_are_clear() {
+    for variant in [CLASSIC_WHOLE, CLASSIC_RANGE] {
+        contract("classic_lock_file_errors_are_clear", variant)
+            .lock_file_errors_are_clear(|store| maph_lock_fcntl::classic_lock_path(store).unwrap());
     }
 }
 
@@ -244,12 +253,12 @@ fn a_deadline_is_honoured_while_another_process_holds_the_lock() {
 }
 
 /// Whole-file and byte-range coordinators (one strategy tag) interoperate
-/// across processes, as do OFD and classic locks: a whole-file holder blocks a
-/// range locker, a range holder blocks a whole-file locker and overlapping
-/// ranges, and leaves disjoint ranges free.
+/// across processes, with either lock kind: a whole-file holder blocks a range
+/// locker, a range holder blocks a whole-file locker and overlapping ranges,
+/// and leaves disjoint ranges free.
 #[test]
-fn whole_file_and_byte_range_and_classic_locks_interoperate() {
-    const TEST: &str = "whole_file_and_byte_range_and_classic_locks_interoperate";
+fn whole_file_and_byte_range_locks_interoperate() {
+    const TEST: &str = "whole_file_and_byte_range_locks_interoperate";
     hold(TEST);
     // (holder variant, holder scope, prober variant, prober scope, free?)
     let cases = [
@@ -260,11 +269,10 @@ fn whole_file_and_byte_range_and_classic_locks_interoperate() {
         (OFD_RANGE, "100:10", OFD_RANGE, window(109, 5), false),
         (OFD_RANGE, "100:10", OFD_RANGE, window(110, 5), true),
         (OFD_RANGE, "100:10", OFD_RANGE, window(95, 5), true),
-        (CLASSIC_RANGE, "100:10", OFD_RANGE, window(100, 1), false),
-        (CLASSIC_RANGE, "100:10", OFD_RANGE, window(200, 10), true),
-        (OFD_RANGE, "100:10", CLASSIC_RANGE, window(90, 11), false),
-        (OFD_RANGE, "100:10", CLASSIC_RANGE, window(200, 10), true),
-        (CLASSIC_WHOLE, "whole", OFD_RANGE, window(0, 1), false),
+        (CLASSIC_RANGE, "100:10", CLASSIC_RANGE, window(100, 1), false),
+        (CLASSIC_RANGE, "100:10", CLASSIC_RANGE, window(200, 10), true),
+        (CLASSIC_RANGE, "100:10", CLASSIC_WHOLE, window(90, 11), false),
+        (CLASSIC_WHOLE, "whole", CLASSIC_RANGE, window(0, 1), false),
     ];
     for (holder_variant, held, prober_variant, probe, free) in cases {
         let dir = maph_testkit::temp_dir();
@@ -274,6 +282,33 @@ fn whole_file_and_byte_range_and_classic_locks_interoperate() {
         let got = prober.try_lock_exclusive(probe).unwrap();
         assert_eq!(got.is_some(), free, "{holder_variant} holding {held} vs {prober_variant} asking for {probe:?}");
         drop(got);
+        holder.start();
+        holder.finish_ok();
+    }
+}
+
+/// OFD and classic locks live on different files (the store, and a lock file
+/// named after it), so they would not exclude each other: a store keeps the
+/// kind of its first fcntl coordinator, a coordinator asking for the other
+/// kind is refused with an error that says so, and `Auto` follows the store,
+/// even on a machine that has OFD locks.
+#[test]
+fn a_store_keeps_the_lock_kind_of_its_first_writer() {
+    const TEST: &str = "a_store_keeps_the_lock_kind_of_its_first_writer";
+    hold(TEST);
+    for (first, other) in [(CLASSIC_RANGE, OFD_RANGE), (OFD_WHOLE, CLASSIC_WHOLE)] {
+        let dir = maph_testkit::temp_dir();
+        let path = new_store(dir.path(), "kind.maph");
+        let mut holder = spawn_holder(TEST, &path, first, "100:10", "exclusive");
+        let store = Store::open(&path, Mode::ReadWrite).unwrap();
+        match make(&store, other) {
+            Err(Error::Coordination { detail, .. }) => assert!(detail.contains("Auto"), "{detail}"),
+            other_result => panic!("{first} store, {other} coordinator: {:?}", other_result.map(|_| ())),
+        }
+        let auto =
+            FcntlCoordinator::with_options(&store, options(first).lock_kind(maph_lock_fcntl::LockKind::Auto)).unwrap();
+        assert_eq!(auto.lock_kind(), options(first).lock_kind, "Auto follows the store");
+        assert!(auto.try_lock_exclusive(window(100, 1)).unwrap().is_none(), "{first}: excluded by the holder");
         holder.start();
         holder.finish_ok();
     }
@@ -323,7 +358,7 @@ fn shared_windows_coexist_across_processes_and_keep_writers_out() {
         let dir = maph_testkit::temp_dir();
         let path = new_store(dir.path(), "shared.maph");
         let mut reader = spawn_holder(TEST, &path, variant, "100:10", "shared");
-        let (_store, lock) = open(&path, OFD_RANGE);
+        let (_store, lock) = open(&path, variant);
         let mine = lock.try_lock_shared(window(100, 10)).unwrap().expect("shared locks coexist across processes");
         drop(mine);
         let (_store, other) = open(&path, variant);
@@ -332,5 +367,32 @@ fn shared_windows_coexist_across_processes_and_keep_writers_out() {
         reader.start();
         reader.finish_ok();
         assert!(other.lock_exclusive_for(window(105, 1), GENEROUS).is_ok(), "{variant}: free once the reader left");
+    }
+}
+
+/// Exclusive and shared access exclude each other, between threads and processes.
+#[test]
+fn exclusive_and_shared_access_exclude_each_other() {
+    for variant in ALL {
+        contract("exclusive_and_shared_access_exclude_each_other", variant).exclusive_and_shared_exclude_each_other();
+    }
+}
+
+/// A writer killed mid-write is cleaned up by the next holder of the lock,
+/// whole-file and byte-range alike.
+#[test]
+fn a_dead_writers_slot_is_repaired_by_the_next_holder() {
+    for variant in ALL {
+        contract("a_dead_writers_slot_is_repaired_by_the_next_holder", variant)
+            .a_dead_writers_slot_is_repaired_by_the_next_holder();
+    }
+}
+
+/// One lock whatever path reaches the store file (symlink, hard link in the
+/// same directory, `../`), in every granularity and lock kind.
+#[test]
+fn every_path_to_the_store_is_one_lock() {
+    for variant in ALL {
+        contract("every_path_to_the_store_is_one_lock", variant).every_path_to_the_file_is_one_lock();
     }
 }

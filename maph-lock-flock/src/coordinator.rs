@@ -5,23 +5,30 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use maph_core::{
-    lock_path, open_lock_file, poll_until, Access, Backoff, ContentionCounters, LocalGate, LockScope, Result, Store,
-    StoreId, Strategy, Ticket, Wait, WriteCoordinator,
+    poll_until, Access, Backoff, ContentionCounters, LocalGate, LockScope, Result, Store, StoreId, Strategy, Ticket,
+    Wait, WriteCoordinator,
 };
 use parking_lot::Mutex;
 
 use crate::kernel;
 
 /// Writers of several processes take turns through an exclusive `flock(2)` on
-/// `<store>.lock`; readers that want writers kept out take it shared.
+/// the store file itself; readers that want writers kept out take it shared.
+///
+/// The lock is on the file, not on a path: the coordinator locks an open file
+/// description of its own of the very file the store mapped
+/// ([`Store::lock_description`]), so processes that reach the store through a
+/// symlink, a hard link, another spelling of the path or a bind mount
+/// coordinate as one.
 ///
 /// # When to choose it
 /// Several processes on **one machine** write the same store, and writes are
 /// short enough that taking turns on the whole store is acceptable. If one
 /// process can own all writes, [`SingleWriter`](maph_core::SingleWriter) is
 /// cheaper; if writers of different keys should proceed in parallel, or the
-/// store lives on a network filesystem, use the byte-range mode of the `fcntl`
-/// strategy (`maph-lock-fcntl`).
+/// use the byte-range mode of the `fcntl` strategy (`maph-lock-fcntl`). All
+/// writers must run on one host: maph refuses to open a store for writing on a
+/// network or FUSE filesystem (see `docs/RELIABILITY.md`).
 ///
 /// # Cost
 /// Every acquisition is two `flock(2)` calls (lock, unlock) and no other system
@@ -60,13 +67,8 @@ use crate::kernel;
 ///   A write it left half-done is repaired by the next writer of that slot (or
 ///   [`Store::repair`]).
 /// - A panic inside a write releases the lock while unwinding (RAII guards).
-/// - **Network filesystems:** flock is a local lock. Linux's NFS client emulates
-///   it with a whole-file `fcntl` lock (so it does reach other Linux clients, but
-///   then conflicts with `fcntl` locks on the same file); other systems and some
-///   FUSE filesystems lock only on the local machine or refuse
-///   ([`Error::Coordination`](maph_core::Error::Coordination), checked when the
-///   coordinator is made). Put a shared-over-the-network store under the `fcntl`
-///   strategy.
+/// - A filesystem without flock support is reported when the coordinator is
+///   made ([`Error::Coordination`](maph_core::Error::Coordination)).
 /// - A child made by `fork()` while a guard is held shares the description and
 ///   so the lock. (maph opens its files close-on-exec, so `exec`'d programs do not.)
 ///
@@ -97,9 +99,10 @@ use crate::kernel;
 /// # Ok::<(), maph_core::Error>(())
 /// ```
 pub struct FlockCoordinator {
-    /// Our open file description of the lock file; the kernel lock lives on it.
+    /// Our open file description of the store file; the kernel lock lives on it.
     file: File,
-    lock_path: PathBuf,
+    /// The store's path, for messages.
+    path: PathBuf,
     store: StoreId,
     /// Keeps this process's threads apart (the kernel does not, see above).
     gate: LocalGate,
@@ -113,7 +116,7 @@ pub struct FlockCoordinator {
 impl std::fmt::Debug for FlockCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlockCoordinator")
-            .field("lock_path", &self.lock_path)
+            .field("path", &self.path)
             .field("gate", &self.gate)
             .field("contention", &self.counters)
             .finish()
@@ -126,21 +129,21 @@ impl FlockCoordinator {
     pub const STRATEGY: Strategy = Strategy::new("flock");
 
     /// A coordinator for `store` (opened read-write, created with
-    /// [`STRATEGY`](Self::STRATEGY)). Opens, creating if needed, the lock file
-    /// `<store>.lock` and checks that its filesystem supports flock, so an
-    /// unusable lock fails here rather than at the first write.
+    /// [`STRATEGY`](Self::STRATEGY)). Opens a description of the store file to
+    /// lock and checks that its filesystem supports flock, so an unusable lock
+    /// fails here rather than at the first write.
     pub fn new(store: &Store) -> Result<FlockCoordinator> {
         store.check_writer(Self::STRATEGY)?;
-        let lock_path = lock_path(store.path());
-        let file = open_lock_file(&lock_path)?;
+        let path = store.path().to_path_buf();
+        let file = store.lock_description()?;
         // Probe: a shared lock succeeds, or is refused because a writer holds the
         // lock; either way flock works here. Anything else is reported now.
-        if kernel::try_lock(&file, Access::Shared).map_err(|e| kernel::explain(Self::STRATEGY, &lock_path, e))? {
-            kernel::unlock(&file).map_err(|e| kernel::explain(Self::STRATEGY, &lock_path, e))?;
+        if kernel::try_lock(&file, Access::Shared).map_err(|e| kernel::explain(Self::STRATEGY, &path, e))? {
+            kernel::unlock(&file).map_err(|e| kernel::explain(Self::STRATEGY, &path, e))?;
         }
         Ok(FlockCoordinator {
             file,
-            lock_path,
+            path,
             store: store.id(),
             gate: LocalGate::new(),
             shared_holders: Mutex::new(0),
@@ -156,14 +159,15 @@ impl FlockCoordinator {
         self
     }
 
-    /// The lock file this coordinator locks.
-    pub fn lock_path(&self) -> &Path {
-        &self.lock_path
+    /// The path of the store whose file this coordinator locks (as it was
+    /// opened; the lock is on the file, whatever its path is now).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Takes the kernel lock on our description, waiting as `wait` allows.
     fn lock_kernel(&self, access: Access, wait: Wait) -> Result<bool> {
-        let explain = |e| kernel::explain(Self::STRATEGY, &self.lock_path, e);
+        let explain = |e| kernel::explain(Self::STRATEGY, &self.path, e);
         match wait {
             // Not through `poll_until`: making a `Backoff` costs a getpid(2)
             // system call, and every uncontended acquisition passes here first.
@@ -185,7 +189,7 @@ impl FlockCoordinator {
     /// waiting for another process, so a `try_` never fails just because another
     /// thread of ours is mid-acquisition.
     fn enter_shared(&self, wait: Wait) -> Result<bool> {
-        let explain = |e| kernel::explain(Self::STRATEGY, &self.lock_path, e);
+        let explain = |e| kernel::explain(Self::STRATEGY, &self.path, e);
         let mut backoff = None;
         loop {
             {
@@ -269,6 +273,10 @@ impl WriteCoordinator for FlockCoordinator {
 
     fn counters(&self) -> &ContentionCounters {
         &self.counters
+    }
+
+    fn locks_whole_store(&self) -> bool {
+        true
     }
 
     fn bound_store(&self) -> Option<StoreId> {

@@ -61,7 +61,7 @@ pub(crate) fn unlock(file: &File) -> io::Result<()> {
 /// `ENOLCK`, `EOPNOTSUPP` and `ENOSYS` mean the filesystem (or the kernel's lock
 /// table) cannot lock this file at all: that is a coordination failure an
 /// operator must fix by moving the store, not a transient I/O error.
-pub(crate) fn explain(strategy: Strategy, lock_path: &Path, err: io::Error) -> Error {
+pub(crate) fn explain(strategy: Strategy, path: &Path, err: io::Error) -> Error {
     let unsupported = match err.raw_os_error() {
         Some(libc::ENOLCK) => Some("the kernel could not record the lock (ENOLCK: its lock table is full, or the filesystem, typically NFS without a lock daemon, cannot lock)"),
         Some(code) if code == libc::EOPNOTSUPP || code == libc::ENOSYS => {
@@ -73,12 +73,11 @@ pub(crate) fn explain(strategy: Strategy, lock_path: &Path, err: io::Error) -> E
         Some(why) => Error::Coordination {
             strategy,
             detail: format!(
-                "cannot lock {}: {why}; put the store on a local filesystem (ext4, xfs, tmpfs) \
-                 or, on a network filesystem, use the fcntl strategy (maph-lock-fcntl)",
-                lock_path.display()
+                "cannot lock {}: {why}; put the store on a local filesystem (ext4, xfs, tmpfs)",
+                path.display()
             ),
         },
-        None => Error::io(format!("flock on {} failed", lock_path.display()), err),
+        None => Error::io(format!("flock on {} failed", path.display()), err),
     }
 }
 
@@ -91,18 +90,18 @@ mod tests {
     #[test]
     fn no_lock_support_is_a_coordination_error_that_names_the_fix() {
         for code in [libc::ENOLCK, libc::EOPNOTSUPP, libc::ENOSYS] {
-            let err = explain(FLOCK, Path::new("/nfs/s.maph.lock"), io::Error::from_raw_os_error(code));
+            let err = explain(FLOCK, Path::new("/mnt/s.maph"), io::Error::from_raw_os_error(code));
             let Error::Coordination { strategy, detail } = &err else { panic!("errno {code} gave {err:?}") };
             assert_eq!(*strategy, FLOCK);
-            assert!(detail.contains("/nfs/s.maph.lock"), "{detail}");
-            assert!(detail.contains("local filesystem") && detail.contains("fcntl"), "{detail}");
+            assert!(detail.contains("/mnt/s.maph"), "{detail}");
+            assert!(detail.contains("local filesystem"), "{detail}");
         }
     }
 
     #[test]
     fn other_failures_stay_io_errors_with_context() {
-        let err = explain(FLOCK, Path::new("/x.lock"), io::Error::from_raw_os_error(libc::EBADF));
-        assert!(matches!(&err, Error::Io { context, .. } if context.contains("/x.lock")), "{err:?}");
+        let err = explain(FLOCK, Path::new("/x.maph"), io::Error::from_raw_os_error(libc::EBADF));
+        assert!(matches!(&err, Error::Io { context, .. } if context.contains("/x.maph")), "{err:?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! [`FlockCoordinator`]: writers of a [maph](maph_core) store, in any number of
 //! processes and threads on one machine, take turns through an exclusive
-//! `flock(2)` on the lock file beside the store (`<store>.lock`). This is
+//! `flock(2)` on the store file itself (every path that reaches it is one lock). This is
 //! strategy 2 of the reference design, with its pitfalls fixed: the lock is
 //! released by RAII guards (a `?` or a panic cannot leak it), threads of one
 //! process are kept apart too, and deadlines poll with backoff instead of

@@ -83,11 +83,10 @@ fn writers_that_may_not_write_are_refused() {
     contract("writers_that_may_not_write_are_refused").writers_that_may_not_write_are_refused();
 }
 
-/// The lock file cannot be made (directory gone, a directory in its place,
-/// permission denied for a non-root child): a clear error naming it.
+/// The lock is on the store file: no lock file is made beside the store.
 #[test]
-fn lock_file_errors_are_clear() {
-    contract("lock_file_errors_are_clear").lock_file_errors_are_clear();
+fn no_lock_file_is_needed_beside_the_store() {
+    contract("no_lock_file_is_needed_beside_the_store").no_lock_file_is_needed_beside_the_store();
 }
 
 /// A writer process keeps setting `a` and `b` to the same value in one write;
@@ -150,4 +149,22 @@ fn the_kernel_shared_lock_lasts_until_the_last_thread_releases() {
     assert!(!probe(), "one thread of this process still holds shared access");
     drop(second);
     assert!(probe(), "the last shared holder released the lock");
+}
+
+/// Exclusive and shared access exclude each other, between threads and processes.
+#[test]
+fn exclusive_and_shared_access_exclude_each_other() {
+    contract("exclusive_and_shared_access_exclude_each_other").exclusive_and_shared_exclude_each_other();
+}
+
+/// A writer killed mid-write is cleaned up by the next holder of the lock.
+#[test]
+fn a_dead_writers_slot_is_repaired_by_the_next_holder() {
+    contract("a_dead_writers_slot_is_repaired_by_the_next_holder").a_dead_writers_slot_is_repaired_by_the_next_holder();
+}
+
+/// One lock whatever path reaches the store file (symlink, hard link, `../`).
+#[test]
+fn every_path_to_the_store_is_one_lock() {
+    contract("every_path_to_the_store_is_one_lock").every_path_to_the_file_is_one_lock();
 }

@@ -68,3 +68,12 @@ fn a_slow_wait_is_reported_to_the_hook() {
         contract("a_slow_wait_is_reported_to_the_hook", mode).slow_waits_are_reported();
     }
 }
+
+/// Exclusive and shared access exclude each other, between threads and
+/// processes (the contract scenario every coordinator runs; issue 13, item 6).
+#[test]
+fn exclusive_and_shared_access_exclude_each_other() {
+    for mode in MODES {
+        contract("exclusive_and_shared_access_exclude_each_other", mode).exclusive_and_shared_exclude_each_other();
+    }
+}

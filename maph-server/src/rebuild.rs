@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam::channel::{bounded, Receiver};
-use maph_core::{lock_path, Config, Error, Layout, Mode, SingleWriter, Store};
+use maph_core::{Config, Error, Layout, Mode, SingleWriter, Store};
 use serde::Serialize;
 
 use crate::writer::WriteOp;
@@ -218,29 +218,31 @@ impl Ready {
 
 /// What [`swap`] leaves the writer with.
 pub(crate) enum Swapped {
-    /// The new file is in place and the lease moved to it.
+    /// The new file is in place, with its own lease; the old lease is released.
     Done { store: Store, lease: SingleWriter },
-    /// Nothing changed: the old file is still in place and the lease held.
+    /// Nothing changed: the old file is still in place and its lease held.
     Refused { lease: SingleWriter, error: Error },
-    /// The new file is in place but the lease could not move: nobody writes it now.
-    LeaseLost(Error),
 }
 
-/// Puts `ready` at `store`'s path and moves `lease` to it. `patience` is the
-/// read patience of the returned handle.
+/// Puts `ready` at `store`'s path, moving the writer role with it. A lease
+/// belongs to a file, not to a path, so the new file's lease is taken before
+/// the rename and the old one is kept until the rename is done: no other
+/// writer can slip in between. `patience` is the read patience of the
+/// returned handle.
 pub(crate) fn swap(store: &Store, lease: SingleWriter, ready: Ready, patience: std::time::Duration) -> Swapped {
-    if let Err(error) = store.swap_in(&ready.path) {
-        ready.discard();
-        return Swapped::Refused { lease, error };
-    }
-    // From here the old file is retired: whatever happens, we must end up
-    // writing the new one or nothing at all.
-    let moved = Store::open(store.path(), Mode::ReadWrite)
-        .map(|s| s.with_read_patience(patience))
-        .and_then(|new_store| lease.transfer_to(&new_store).map(|lease| (new_store, lease)));
-    match moved {
-        Ok((store, lease)) => Swapped::Done { store, lease },
-        Err(e) => Swapped::LeaseLost(e),
+    let swapped = Store::open(&ready.path, Mode::ReadWrite).and_then(|new_store| {
+        let new_lease = SingleWriter::new(&new_store)?;
+        Ok((store.swap_in(new_store.with_read_patience(patience))?, new_lease))
+    });
+    match swapped {
+        Ok((store, new_lease)) => {
+            drop(lease);
+            Swapped::Done { store, lease: new_lease }
+        }
+        Err(error) => {
+            ready.discard();
+            Swapped::Refused { lease, error }
+        }
     }
 }
 
@@ -298,8 +300,6 @@ fn copy_into(from: &Store, tmp: &Path, config: Config, cancel: &AtomicBool) -> R
     }
     commit(&mut chunk)?;
     drop(writer);
-    // Nobody else knows the temporary name, so its lock file can go.
-    let _ = std::fs::remove_file(lock_path(tmp));
     Ok(())
 }
 
@@ -318,13 +318,11 @@ fn replay(path: &Path, delta: &[WriteOp]) -> Result<u64, Error> {
     to.flush()?;
     let keys = to.len();
     drop(writer);
-    let _ = std::fs::remove_file(lock_path(path));
     Ok(keys)
 }
 
 fn remove_temp(tmp: &Path) {
     let _ = std::fs::remove_file(tmp);
-    let _ = std::fs::remove_file(lock_path(tmp));
 }
 
 fn copy_thread_died() -> Error {
@@ -372,7 +370,6 @@ mod tests {
         assert_eq!(copy.get(b"k2").unwrap(), None);
         assert_eq!(copy.get(b"new").unwrap(), Some(b"n".to_vec()));
         assert_eq!(copy.get(b"k2999").unwrap(), Some(b"2999".to_vec()));
-        assert!(!lock_path(&ready.path).exists(), "the temporary lock file is removed");
         ready.discard();
     }
 

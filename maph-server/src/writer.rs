@@ -427,12 +427,6 @@ impl WriterLoop {
                 self.rebuild_failed(purpose, error.into());
                 false
             }
-            Swapped::LeaseLost(error) => {
-                tracing::error!(store = %self.shared.name, error = %error,
-                    "lost the writer lease while swapping in the rebuilt store");
-                self.rebuild_failed(purpose, error.into());
-                false
-            }
         }
     }
 

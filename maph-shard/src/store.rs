@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use maph_core::{Mode, SingleWriter, Store, Strategy, WriteCoordinator};
+use maph_core::{Mode, SingleWriter, Store, WriteCoordinator};
 
 use crate::manifest::{manifest_path, shard_path, Manifest};
-use crate::owner::{forget_owner, live_owner};
+use crate::owner::live_owner;
 use crate::{Error, Result, Router, ShardConfig, ShardTxn};
 
 /// Makes the coordinator of one shard when it is claimed.
@@ -207,12 +207,7 @@ impl<C: WriteCoordinator> ShardedStore<C> {
     pub fn release(&mut self, shard: u32) -> Result<()> {
         let index = self.index(shard)?;
         let shard = &mut self.shards[index];
-        if let Some(writer) = shard.writer.take() {
-            if writer.strategy() == Strategy::SINGLE_WRITER {
-                forget_owner(&shard.path);
-            }
-            drop(writer);
-        }
+        drop(shard.writer.take());
         Ok(())
     }
 
@@ -233,13 +228,13 @@ impl<C: WriteCoordinator> ShardedStore<C> {
 
     /// The live process recorded as `shard`'s writer: this one if this handle
     /// claimed it, otherwise the pid the lease holder recorded in the shard's
-    /// lock file, if that process is alive.
+    /// header, if that process is alive.
     pub fn owner_pid(&self, shard: u32) -> Option<u32> {
         let s = self.shards.get(shard as usize)?;
         if s.writer.is_some() {
             return Some(std::process::id());
         }
-        live_owner(&s.path)
+        live_owner(&s.store)
     }
 
     /// The shard `key` belongs to.
@@ -394,7 +389,7 @@ impl<C: WriteCoordinator> ShardedStore<C> {
         }
         match &s.writer {
             Some(writer) => Ok((&s.store, writer)),
-            None => Err(Error::NotOwner { shard, owner_pid: live_owner(&s.path) }),
+            None => Err(Error::NotOwner { shard, owner_pid: live_owner(&s.store) }),
         }
     }
 
@@ -491,7 +486,7 @@ pub(crate) fn create_layout(dir: &Path, manifest: &Manifest, with_manifest: bool
     result
 }
 
-/// Removes files this process made for a layout (and their lock files), and the
+/// Removes files this process made for a layout, and the
 /// directory too if it made it. Best effort: used on paths that already fail.
 pub(crate) fn remove_layout_files(dir: &Path, files: &[PathBuf], made_dir: bool) {
     if made_dir {
@@ -499,7 +494,6 @@ pub(crate) fn remove_layout_files(dir: &Path, files: &[PathBuf], made_dir: bool)
         return;
     }
     for file in files {
-        let _ = std::fs::remove_file(maph_core::lock_path(file));
         let _ = std::fs::remove_file(file);
     }
 }

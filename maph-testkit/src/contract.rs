@@ -295,6 +295,91 @@ where
         }
     }
 
+    /// Exclusive and shared access exclude each other, between threads sharing
+    /// the coordinator and between processes: while an exclusive guard is
+    /// held no shared one is granted, and while a shared guard is held no
+    /// exclusive one is (so a shared guard gives a consistent view of several
+    /// keys). For a coordinator of which only one process may be made (single
+    /// writer), refusing the second one (`WriterBusy`) is the exclusion.
+    pub fn exclusive_and_shared_exclude_each_other(&self) {
+        const ROLE: &str = "access-holder";
+        if let Some(ctx) = self.my_child(ROLE) {
+            let (_store, lock) = self.open(&ctx.args()[1]);
+            let exclusive = ctx.args()[2] == "exclusive";
+            let shared;
+            let held;
+            if exclusive {
+                held = Some(lock.lock_exclusive(LockScope::Whole).expect("lock exclusive"));
+                shared = None;
+            } else {
+                shared = Some(lock.lock_shared(LockScope::Whole).expect("lock shared"));
+                held = None;
+            }
+            ctx.report("locked", 1);
+            ctx.wait_for_start();
+            drop((held, shared));
+            ctx.exit();
+        }
+        if child(&self.test).is_some() {
+            return;
+        }
+        let label = &self.label;
+        let dir = crate::temp_dir();
+        let path = self.new_store(dir.path(), "access.maph");
+        let (store, lock) = self.open(&path);
+        let key_scope = store.scope_of(b"k");
+
+        // Threads of one process sharing the coordinator.
+        std::thread::scope(|s| {
+            let exclusive = lock.lock_exclusive(LockScope::Whole).unwrap();
+            let seen = s
+                .spawn(|| {
+                    (
+                        lock.try_lock_shared(LockScope::Whole).unwrap().is_some(),
+                        lock.try_lock_shared(key_scope).unwrap().is_some(),
+                    )
+                })
+                .join()
+                .unwrap();
+            assert_eq!(seen, (false, false), "{label}: a thread got shared access beside an exclusive guard");
+            drop(exclusive);
+            let shared = lock.lock_shared(LockScope::Whole).unwrap();
+            let seen = s
+                .spawn(|| {
+                    (
+                        lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some(),
+                        lock.try_lock_exclusive(key_scope).unwrap().is_some(),
+                    )
+                })
+                .join()
+                .unwrap();
+            assert_eq!(seen, (false, false), "{label}: a thread got exclusive access beside a shared guard");
+            drop(shared);
+        });
+        drop(lock);
+        drop(store);
+
+        // Another process, holding one access while we ask for the other.
+        for (held, asked) in [("exclusive", "shared"), ("shared", "exclusive")] {
+            let mut holder = self.spawn(ROLE, &self.args(&path, &[held]));
+            holder.wait_for_report("locked");
+            let store = Store::open(&path, Mode::ReadWrite).expect("open");
+            match (self.make)(&store) {
+                Err(Error::WriterBusy { .. }) => {}
+                Err(e) => panic!("{label}: making the coordinator failed: {e}"),
+                Ok(lock) => {
+                    let got = match asked {
+                        "shared" => lock.try_lock_shared(LockScope::Whole).unwrap().is_some(),
+                        _ => lock.try_lock_exclusive(LockScope::Whole).unwrap().is_some(),
+                    };
+                    assert!(!got, "{label}: got {asked} access while another process holds {held}");
+                }
+            }
+            holder.start();
+            holder.finish_ok();
+        }
+    }
+
     /// Reader threads holding shared guards never see half of a two-key write
     /// made by a writer process (a consistent multi-key view).
     pub fn shared_guards_give_a_consistent_view_of_several_keys(&self, writes: u64) {

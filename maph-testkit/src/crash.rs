@@ -1,27 +1,40 @@
-//! The crash loop: a writer process doing random sets and deletes is killed with
-//! SIGKILL at random moments, again and again; after each kill the store is
-//! repaired and checked against what the writer had acknowledged.
+//! The crash loop: a writer process doing random sets, deletes and multi-key
+//! batches is killed with SIGKILL at random moments, again and again; after
+//! each kill one hand-over (another writer's commit) must leave every key
+//! readable at once, and the store is checked against what was acknowledged.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-use maph_core::{Config, Mode, Result, Store, WriteCoordinator};
+use maph_core::{Config, Error, Mode, Result, Store, WriteCoordinator};
 
 use crate::process::{child, spawn_with_env};
 
 const ROLE: &str = "crash-writer";
+/// The key the hand-over writes: not one of the loop's keys.
+const HANDOVER_KEY: &[u8] = b"crash-loop-hand-over";
 
 /// Kills a writer `kills` times and checks the store after each kill.
 ///
-/// The writer prints `B <key> <seq> <op>` before each operation and
-/// `A <key> <seq>` after it returns, one line (one `write(2)`) each, so the
-/// lines survive the kill in the pipe. The parent kills after a random number of
-/// acknowledgements, reads what is left, and then checks, after a repair, that:
-/// every key holds a whole value (self-checking: key, sequence number and a
-/// checksum) that some write wrote; no key went back to a value older than its
-/// last acknowledged write; and only the one key in flight at the kill may differ:
-/// it holds its old value, its new value, or (killed mid-write, slot torn and
-/// cleared by repair) no value.
+/// The writer does single sets and deletes (`Store::set`, `Store::remove`, which
+/// lock the key's window) and batches of 2 or 3 keys (`Store::write`, the whole
+/// store). It prints `B <seq> <key> <op> ...` before each operation and `A
+/// <seq>` after it returns, one line (one `write(2)`) each, so the lines survive
+/// the kill in the pipe. The parent kills after a random number of
+/// acknowledgements, reads what is left, and then:
+///
+/// 1. makes a coordinator and commits one write of another key (a lock
+///    hand-over: `Store::write`, the whole store);
+/// 2. reads every key with a 50 ms patience: none may be left mid-write
+///    (`SlotBusy`), every value is whole (self-checking: key, sequence number,
+///    checksum) and one some write wrote, no key went back to a value older
+///    than its last acknowledged write, and only keys of the operation in
+///    flight at the kill may differ: each holds its old value, its new value,
+///    or (killed mid-write, slot torn and cleared) no value; keys of a batch
+///    each on their own;
+/// 3. runs `Store::repair` and requires it to find nothing the hand-over left,
+///    and `verify` to be clean.
 ///
 /// One `CrashLoop` per test function, as for [`crate::CounterRace`].
 #[derive(Clone, Debug)]
@@ -40,35 +53,35 @@ pub struct CrashReport {
     pub kills: usize,
     /// Operations the writers acknowledged before dying.
     pub acknowledged: u64,
+    /// Of those, batches of several keys.
+    pub batches: u64,
     /// Kills that landed with an operation in flight.
     pub in_flight: usize,
-    /// Of those, how many operations had nevertheless taken effect.
+    /// Of those, kills in the middle of a batch of several keys.
+    pub in_flight_batches: usize,
+    /// Keys of in-flight operations that had nevertheless taken effect.
     pub in_flight_applied: usize,
-    /// Of those, how many left the key torn, so that repair removed it.
+    /// Keys of in-flight operations left torn, so that repair removed them.
     pub in_flight_torn: usize,
-    /// Slots found mid-write after a kill, before repair.
+    /// Slots found mid-write after a kill, before the hand-over.
     pub left_mid_write: usize,
-    /// Slots `Store::repair` completed (whole content left odd); coordinators
-    /// that repair when made (SingleWriter) leave nothing for it.
-    pub repaired_finished: usize,
-    /// Slots `Store::repair` cleared (torn content).
-    pub repaired_cleared: usize,
 }
 
 impl std::fmt::Display for CrashReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} kills, {} acknowledged operations, {} kills mid-operation ({} applied, {} torn and cleared), \
-             {} slots left mid-write; Store::repair then finished {} and cleared {}",
+            "{} kills, {} acknowledged operations ({} batches), {} kills mid-operation ({} mid-batch; keys: {} \
+             applied, {} torn and cleared), {} slots left mid-write, all cleaned by the next hand-over; a full \
+             repair after it found nothing",
             self.kills,
             self.acknowledged,
+            self.batches,
             self.in_flight,
+            self.in_flight_batches,
             self.in_flight_applied,
             self.in_flight_torn,
-            self.left_mid_write,
-            self.repaired_finished,
-            self.repaired_cleared
+            self.left_mid_write
         )
     }
 }
@@ -118,6 +131,14 @@ enum Known {
     Removed,
 }
 
+/// An operation of the writer: its sequence number and its keys, each set
+/// (to the value of that sequence number) or removed.
+#[derive(Clone, Debug)]
+struct Operation {
+    seq: u64,
+    keys: Vec<(u64, bool)>,
+}
+
 impl CrashLoop {
     /// A loop of `kills` kills for the test whose full libtest name is `test`,
     /// over 64 keys.
@@ -138,8 +159,8 @@ impl CrashLoop {
     }
 
     /// Runs the loop on a fresh store made with `config`; the writer (in each
-    /// child) and the checker (here) make their coordinator with `make`, and the
-    /// checker repairs with [`Store::repair`]. In a child this never returns.
+    /// child) and the checker (here) make their coordinator with `make`. In a
+    /// child this never returns.
     pub fn run<C, F>(&self, config: Config, make: F) -> CrashReport
     where
         C: WriteCoordinator,
@@ -154,17 +175,44 @@ impl CrashLoop {
             let mut out = std::io::stdout().lock();
             use std::io::Write;
             loop {
-                let k = next(&mut rng) % self.keys;
-                let key = Self::key(k);
-                let remove = next(&mut rng) % 5 == 0;
-                writeln!(out, "B {k} {seq} {}", if remove { "del" } else { "set" }).unwrap();
-                out.flush().unwrap();
-                if remove {
-                    store.remove(&coordinator, &key).expect("remove");
-                } else {
-                    store.set(&coordinator, &key, &self_checking_value(&key, seq)).expect("set");
+                let size = match next(&mut rng) % 4 {
+                    0 => 2,
+                    1 => 3,
+                    _ => 1,
+                };
+                let mut op = Operation { seq, keys: Vec::new() };
+                while op.keys.len() < size {
+                    let k = next(&mut rng) % self.keys;
+                    if !op.keys.iter().any(|&(other, _)| other == k) {
+                        op.keys.push((k, next(&mut rng) % 5 == 0));
+                    }
                 }
-                writeln!(out, "A {k} {seq}").unwrap();
+                let line: Vec<String> =
+                    op.keys.iter().map(|&(k, del)| format!("{k} {}", if del { "del" } else { "set" })).collect();
+                writeln!(out, "B {seq} {}", line.join(" ")).unwrap();
+                out.flush().unwrap();
+                if let [(k, del)] = op.keys[..] {
+                    let key = Self::key(k);
+                    if del {
+                        store.remove(&coordinator, &key).expect("remove");
+                    } else {
+                        store.set(&coordinator, &key, &self_checking_value(&key, seq)).expect("set");
+                    }
+                } else {
+                    store
+                        .write(&coordinator, |tx| {
+                            op.keys.iter().try_for_each(|&(k, del)| {
+                                let key = Self::key(k);
+                                if del {
+                                    tx.remove(&key)
+                                } else {
+                                    tx.set(&key, &self_checking_value(&key, seq))
+                                }
+                            })
+                        })
+                        .expect("batch");
+                }
+                writeln!(out, "A {seq}").unwrap();
                 out.flush().unwrap();
                 seq += 1;
             }
@@ -183,17 +231,23 @@ impl CrashLoop {
             writer.start();
             let kill_after = 1 + next(&mut rng) % 400;
             let mut acked = 0;
-            let mut in_flight: Option<(u64, u64, bool)> = None;
+            let mut in_flight: Option<Operation> = None;
             let mut killed = false;
             while let Some(line) = writer.read_line() {
                 let parts: Vec<&str> = line.split(' ').collect();
                 match parts.as_slice() {
-                    ["B", k, s, op] => in_flight = Some((k.parse().unwrap(), s.parse().unwrap(), *op == "del")),
-                    ["A", k, s] => {
-                        let (k, s): (u64, u64) = (k.parse().unwrap(), s.parse().unwrap());
-                        let (fk, fs, del) = in_flight.take().expect("an acknowledgement follows its start");
-                        assert_eq!((fk, fs), (k, s));
-                        known.insert(k, if del { Known::Removed } else { Known::Set(s) });
+                    ["B", s, rest @ ..] => {
+                        let keys = rest.chunks(2).map(|kv| (kv[0].parse().unwrap(), kv[1] == "del")).collect();
+                        in_flight = Some(Operation { seq: s.parse().unwrap(), keys });
+                    }
+                    ["A", s] => {
+                        let s: u64 = s.parse().unwrap();
+                        let op = in_flight.take().expect("an acknowledgement follows its start");
+                        assert_eq!(op.seq, s);
+                        for &(k, del) in &op.keys {
+                            known.insert(k, if del { Known::Removed } else { Known::Set(s) });
+                        }
+                        report.batches += u64::from(op.keys.len() > 1);
                         seq = s + 1;
                         acked += 1;
                         report.acknowledged += 1;
@@ -208,8 +262,8 @@ impl CrashLoop {
             let done = writer.finish();
             assert!(killed, "round {round}: the writer ended on its own:\n{}", done.describe());
             report.kills += 1;
-            if let Some((_, s, _)) = in_flight {
-                seq = s + 1;
+            if let Some(op) = &in_flight {
+                seq = op.seq + 1;
             }
             self.check(&path, &make, &mut known, in_flight, &mut report, round);
         }
@@ -221,7 +275,7 @@ impl CrashLoop {
         path: &Path,
         make: &F,
         known: &mut HashMap<u64, Known>,
-        in_flight: Option<(u64, u64, bool)>,
+        in_flight: Option<Operation>,
         report: &mut CrashReport,
         round: usize,
     ) where
@@ -232,21 +286,28 @@ impl CrashLoop {
         // so a short patience suffices). Counted before any coordinator is made,
         // since some (SingleWriter) repair as they are made.
         let before = Store::open(path, Mode::ReadOnly).expect("reopen after the kill");
-        report.left_mid_write +=
-            before.with_read_patience(std::time::Duration::from_millis(1)).verify().in_progress.len();
+        report.left_mid_write += before.with_read_patience(Duration::from_millis(1)).verify().in_progress.len();
+
+        // One hand-over: the next writer's first commit, of another key.
         let store = Store::open(path, Mode::ReadWrite).expect("reopen after the kill");
         let coordinator = make(&store).expect("make a coordinator after the kill");
-        let repaired = store.repair(&coordinator).expect("repair after the kill");
-        report.repaired_finished += repaired.finished.len();
-        report.repaired_cleared += repaired.cleared.len();
-        let verify = store.verify();
-        assert!(verify.is_clean(), "round {round}: store not clean after repair: {verify:?}");
-        if in_flight.is_some() {
+        store.write(&coordinator, |tx| tx.set(HANDOVER_KEY, b"x")).expect("the hand-over commit");
+
+        // Every key readable at once, each as the rules say.
+        let reader = Store::open(path, Mode::ReadOnly).unwrap().with_read_patience(Duration::from_millis(50));
+        if let Some(op) = &in_flight {
             report.in_flight += 1;
+            report.in_flight_batches += usize::from(op.keys.len() > 1);
         }
         for k in 0..self.keys {
             let key = Self::key(k);
-            let found = store.get(&key).expect("read after repair");
+            let found = match reader.get(&key) {
+                Ok(found) => found,
+                Err(e @ Error::SlotBusy { .. }) => {
+                    panic!("round {round}: key {k} still mid-write after a hand-over: {e}")
+                }
+                Err(e) => panic!("round {round}: key {k}: {e}"),
+            };
             let seen = match &found {
                 None => Known::Removed,
                 Some(v) => Known::Set(
@@ -258,15 +319,17 @@ impl CrashLoop {
             if seen == expected {
                 continue;
             }
-            match in_flight {
-                Some((fk, fs, del)) if fk == k && seen == if del { Known::Removed } else { Known::Set(fs) } => {
+            let flight =
+                in_flight.as_ref().and_then(|op| op.keys.iter().find(|&&(fk, _)| fk == k).map(|&(_, d)| (op.seq, d)));
+            match flight {
+                Some((fs, del)) if seen == if del { Known::Removed } else { Known::Set(fs) } => {
                     report.in_flight_applied += 1;
                     known.insert(k, seen);
                 }
                 // Killed between the odd and even version stores with the slot
                 // half rewritten: repair cleared it, so the key lost its old value
                 // too. This is what in-place writes promise (docs/FORMAT.md).
-                Some((fk, _, false)) if fk == k && seen == Known::Removed => {
+                Some((_, false)) if seen == Known::Removed => {
                     report.in_flight_torn += 1;
                     known.insert(k, seen);
                 }
@@ -276,5 +339,14 @@ impl CrashLoop {
                 ),
             }
         }
+
+        // The hand-over left nothing for a full repair to do.
+        let repaired = store.repair(&coordinator).expect("repair after the hand-over");
+        assert!(
+            repaired.is_clean(),
+            "round {round}: the hand-over left work for a full repair: {repaired:?} (in flight: {in_flight:?})"
+        );
+        let verify = store.verify();
+        assert!(verify.is_clean(), "round {round}: store not clean: {verify:?}");
     }
 }

@@ -25,8 +25,11 @@
 //! parent closes it ([`start_all`]), so contention is real rather than staggered
 //! by process start-up.
 
+mod aliases;
 mod contract;
 mod crash;
+#[cfg(feature = "test-hooks")]
+mod handover;
 mod process;
 mod race;
 mod redis_server;

@@ -231,6 +231,29 @@ impl Child {
         }
     }
 
+    /// Blocks until the child stops (SIGSTOP, as a test pause point sends
+    /// itself: see `maph_core::test_hooks`). Panics if it exits instead.
+    pub fn wait_until_stopped(&mut self) {
+        let pid = self.pid() as libc::pid_t;
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child, writing only to `status`.
+            let rc = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+            if rc == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+            break;
+        }
+        assert!(libc::WIFSTOPPED(status), "child {} ended (status {status:#x}) instead of stopping", self.role);
+    }
+
+    /// Sends SIGCONT: a stopped child goes on.
+    pub fn resume(&mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGCONT) };
+    }
+
     /// The next line the child printed (without its newline), blocking until it
     /// arrives; `None` once the child's output has ended (it exited or died).
     pub fn read_line(&mut self) -> Option<String> {

@@ -2,9 +2,9 @@
 //! files that cannot be made. Each refusal is an error that names what is
 //! wrong, and nothing is written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use maph_core::{lock_path, Error, Mode, Result, Store, Strategy, WriteCoordinator};
+use maph_core::{Error, Mode, Result, Store, Strategy, WriteCoordinator};
 
 use crate::contract::Contract;
 use crate::process::spawn_unprivileged;
@@ -50,14 +50,14 @@ where
         assert_eq!(store_b.get(b"k").unwrap(), None, "{label}: nothing was written");
     }
 
-    /// For coordinators that keep a lock file beside the store
-    /// ([`lock_path`]): when it cannot be made (its directory is gone, a
-    /// directory stands in its place, permission is denied), making the
-    /// coordinator fails with `Error::Io` naming the lock file (and, where the
-    /// system says one, the cause).
-    /// Permission is tested for real: in a child that runs as `nobody` when we
-    /// are root (which CI runs as), since permission bits do not stop root.
-    pub fn lock_file_errors_are_clear(&self) {
+    /// For coordinators that keep a lock file beside the store (classic
+    /// `fcntl` locks), at the path `lock_file` gives: when it cannot be made
+    /// (the store's directory was moved away, a directory stands in its place,
+    /// permission is denied), making the coordinator fails with `Error::Io`
+    /// naming the file and the cause, never a panic. Permission is tested for
+    /// real: in a child that runs as `nobody` when we are root (which CI runs
+    /// as), since permission bits do not stop root.
+    pub fn lock_file_errors_are_clear(&self, lock_file: impl Fn(&Store) -> PathBuf) {
         const ROLE: &str = "unprivileged";
         if let Some(ctx) = self.my_child(ROLE) {
             let store = Store::open(&ctx.args()[1], Mode::ReadWrite).expect("open the store");
@@ -71,11 +71,10 @@ where
             return;
         }
         let label = &self.label;
-        let expect_io = |path: &str, result: Result<C>, cause: &str| match result {
+        let expect_io = |named: &Path, result: Result<C>, cause: &str| match result {
             Err(e @ Error::Io { .. }) => {
                 let text = format!("{e:?}: {e}");
-                let named = lock_path(Path::new(path)).display().to_string();
-                assert!(text.contains(&named) && text.contains(cause), "{label}: {text}");
+                assert!(text.contains(&named.display().to_string()) && text.contains(cause), "{label}: {text}");
             }
             other => panic!("{label}: expected an Io error ({cause}), got {:?}", other.map(|_| ())),
         };
@@ -86,22 +85,68 @@ where
         let moved = self.new_store(&dir.path().join("data"), "s.maph");
         let store = Store::open(&moved, Mode::ReadWrite).expect("open");
         std::fs::rename(dir.path().join("data"), dir.path().join("moved")).unwrap();
-        expect_io(&moved, (self.make)(&store), "directory does not exist");
+        expect_io(Path::new(&moved), (self.make)(&store), "No such file");
 
         // A directory where the lock file belongs.
         let blocked = self.new_store(dir.path(), "blocked.maph");
-        std::fs::create_dir(lock_path(Path::new(&blocked))).unwrap();
         let store = Store::open(&blocked, Mode::ReadWrite).expect("open");
-        expect_io(&blocked, (self.make)(&store), "");
+        let lock = lock_file(&store);
+        std::fs::create_dir(&lock).unwrap();
+        expect_io(&lock, (self.make)(&store), "");
 
         // A store anyone may write, in a directory only root may write to.
         let denied = self.store_in_read_only_directory(dir.path());
+        let lock = lock_file(&Store::open(&denied, Mode::ReadOnly).unwrap());
         let done = spawn_unprivileged(&self.test, ROLE, &self.args(&denied, &[]), &self.env).finish_ok();
         set_mode(Path::new(&denied).parent().unwrap(), 0o755); // so that the directory can be removed
         let error: String = done.report("error");
         assert!(error.starts_with("Io"), "{label}: {error}");
-        let named = lock_path(Path::new(&denied)).display().to_string();
-        assert!(error.contains("permission denied") && error.contains(&named), "{label}: {error}");
+        assert!(error.contains("permission denied") && error.contains(&lock.display().to_string()), "{label}: {error}");
+    }
+
+    /// For coordinators that lock the store file itself (single writer, flock,
+    /// OFD fcntl): no lock file is made beside the store. A store whose
+    /// directory was moved after it was opened can still be written, and so can
+    /// a store anyone may write in a directory only root may write to (by a
+    /// child running as `nobody` when we are root); nothing but the store is
+    /// ever in its directory.
+    pub fn no_lock_file_is_needed_beside_the_store(&self) {
+        const ROLE: &str = "unprivileged-writer";
+        if let Some(ctx) = self.my_child(ROLE) {
+            let store = Store::open(&ctx.args()[1], Mode::ReadWrite).expect("open the store");
+            let outcome = (self.make)(&store).and_then(|lock| store.set(&lock, b"written by", b"nobody"));
+            ctx.report("outcome", format!("{outcome:?}"));
+            ctx.exit();
+        }
+        if crate::child(&self.test).is_some() {
+            return;
+        }
+        let label = &self.label;
+        let dir = crate::temp_dir();
+        let entries = |d: &Path| -> Vec<String> {
+            let mut names: Vec<String> =
+                std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            names
+        };
+
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let moved = self.new_store(&dir.path().join("data"), "s.maph");
+        let store = Store::open(&moved, Mode::ReadWrite).expect("open");
+        std::fs::rename(dir.path().join("data"), dir.path().join("moved")).unwrap();
+        let lock = (self.make)(&store).unwrap_or_else(|e| panic!("{label}: after the directory moved: {e}"));
+        store.set(&lock, b"k", b"v").expect("write");
+        drop((lock, store));
+        assert_eq!(entries(&dir.path().join("moved")), vec!["s.maph".to_string()], "{label}");
+
+        let denied = self.store_in_read_only_directory(dir.path());
+        let done = spawn_unprivileged(&self.test, ROLE, &self.args(&denied, &[]), &self.env).finish_ok();
+        set_mode(Path::new(&denied).parent().unwrap(), 0o755);
+        let outcome: String = done.report("outcome");
+        assert_eq!(outcome, "Ok(())", "{label}");
+        assert_eq!(entries(Path::new(&denied).parent().unwrap()), vec!["s.maph".to_string()], "{label}");
+        let reader = Store::open(&denied, Mode::ReadOnly).unwrap();
+        assert_eq!(reader.get(b"written by").unwrap().as_deref(), Some(&b"nobody"[..]), "{label}");
     }
 
     fn store_in_read_only_directory(&self, dir: &Path) -> String {

@@ -142,6 +142,17 @@ pub trait WriteCoordinator: Send + Sync {
         true
     }
 
+    /// Whether every exclusive ticket excludes every other writer of the store,
+    /// whatever scope it names (a whole-store lock such as a lease, `flock`, or
+    /// a whole-file `fcntl` lock). Then a commit knows that any other
+    /// write-intent lane still claimed was left by a writer that died, repairs
+    /// it before it writes, and claims its own lane with plain stores instead
+    /// of a compare-and-swap (`docs/FORMAT.md`, write-intent lanes). Default:
+    /// false, which is always safe.
+    fn locks_whole_store(&self) -> bool {
+        false
+    }
+
     /// The store this coordinator was made for, if it is bound to one (a lease or
     /// lock file belongs to one store). The store refuses writes through a
     /// coordinator bound to another store. Default: not bound.
@@ -318,6 +329,9 @@ macro_rules! forward_coordinator {
             }
             fn excludes_writers(&self) -> bool {
                 (**self).excludes_writers()
+            }
+            fn locks_whole_store(&self) -> bool {
+                (**self).locks_whole_store()
             }
             fn bound_store(&self) -> Option<StoreId> {
                 (**self).bound_store()

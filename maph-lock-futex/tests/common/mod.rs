@@ -64,7 +64,7 @@ pub fn lock_word64(store: &Store, stripe: u32) -> u64 {
 }
 
 /// Slot geometry of the default config (from docs/FORMAT.md).
-pub const HEADER: u64 = 4096;
+pub const HEADER: u64 = maph_core::format::HEADER_SIZE as u64;
 pub const SLOT_SIZE: u64 = 512;
 
 /// Finds the slot holding `key` by reading the file with read(2) (never

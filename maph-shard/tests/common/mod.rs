@@ -5,8 +5,8 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 
 use maph_core::{
-    lock_path, open_lock_file, poll_until, Access, Backoff, ContentionCounters, LocalGate, LockScope, Store, StoreId,
-    Strategy, Ticket, Wait, WriteCoordinator,
+    poll_until, Access, Backoff, ContentionCounters, LocalGate, LockScope, Store, StoreId, Strategy, Ticket, Wait,
+    WriteCoordinator,
 };
 use maph_shard::Router;
 
@@ -21,7 +21,7 @@ pub fn value_of(key: &str) -> String {
 }
 
 /// A minimal cross-process lock for the "lock within a partition" tests: a
-/// whole-file `flock` on the shard's lock file per acquisition, behind an
+/// whole-file `flock` on the shard's store file per acquisition, behind an
 /// in-process gate (flock does not exclude threads sharing the descriptor).
 /// The real lock coordinators live in their own crates; this one exists so that
 /// maph-shard's tests depend on none of them.
@@ -37,7 +37,7 @@ impl TestFlock {
 
     pub fn new(store: &Store) -> maph_core::Result<TestFlock> {
         store.check_writer(Self::STRATEGY)?;
-        let file = open_lock_file(&lock_path(store.path()))?;
+        let file = store.lock_description()?;
         Ok(TestFlock { file, gate: LocalGate::new(), counters: ContentionCounters::new(), store: store.id() })
     }
 
