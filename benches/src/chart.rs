@@ -27,9 +27,10 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-const PALETTE: [&str; 12] = [
+/// Distinct colours, one per series of a chart (a chart has about 15).
+const PALETTE: [&str; 20] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-    "#393b79", "#637939",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#000000",
 ];
 
 const PANEL_W: f64 = 460.0;
@@ -59,7 +60,9 @@ pub fn render(title: &str, x_axis: XAxis<'_>, panels: &[Panel]) -> String {
             labels.push(&s.label);
         }
     }
-    let legend_rows = labels.len().div_ceil(3);
+    // Three legend columns, or two when a label is too long for a third of the width.
+    let columns = if labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) > 38 { 2 } else { 3 };
+    let legend_rows = labels.len().div_ceil(columns);
     let width = PANEL_W * panels.len().max(1) as f64 + 20.0;
     let height = 40.0 + PANEL_H + 20.0 + legend_rows as f64 * 18.0 + 10.0;
     let mut svg = String::new();
@@ -75,8 +78,8 @@ pub fn render(title: &str, x_axis: XAxis<'_>, panels: &[Panel]) -> String {
     }
     let legend_top = 36.0 + PANEL_H + 14.0;
     for (i, label) in labels.iter().enumerate() {
-        let x = 30.0 + (i % 3) as f64 * (width - 40.0) / 3.0;
-        let y = legend_top + (i / 3) as f64 * 18.0;
+        let x = 30.0 + (i % columns) as f64 * (width - 40.0) / columns as f64;
+        let y = legend_top + (i / columns) as f64 * 18.0;
         let dashed = panels.iter().flat_map(|p| &p.series).any(|s| s.label == *label && s.dashed);
         let _ = writeln!(
             svg,

@@ -52,6 +52,7 @@ mod leased;
 pub mod limits;
 pub mod machine;
 pub mod mapping;
+pub mod placement;
 pub mod plan;
 pub mod provenance;
 pub mod readers;

@@ -499,9 +499,10 @@ fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         md,
-        "Every figure below comes from `results.json` (every sample and histogram, the parameters, and the \
-         provenance below) written by the same run; `results.csv` holds the tables. \
-         `maph-bench compare OLD.json NEW.json` compares two runs (see `benches/README.md`).\n"
+        "Every figure below comes from the run's raw results (every sample and histogram, the parameters, and \
+         the provenance below): `results.json` in the run's folder, copied beside the tracked report as \
+         `docs/benchmarks-results.json` (and the tables as `.csv`). `maph-bench render` renders this report \
+         from it again; `maph-bench compare OLD.json NEW.json` compares two runs (see `benches/README.md`).\n"
     );
 
     machine_section(&mut md, results);
@@ -533,7 +534,7 @@ fn markdown(results: &Results) -> String {
          scripts/bench --update-docs   # about 5 minutes on 2 cores; rewrites this file and its charts\n\
          scripts/bench                 # the same, into bench-results/ only (this file is left alone)\n\
          scripts/bench --thorough      # more processes, samples and repeats, for publishing\n\
-         cargo run --release -p maph-bench -- render bench-results/latest/results.json --out docs/BENCHMARKS.md\n\
+         scripts/bench render docs/benchmarks-results.json --out docs/BENCHMARKS.md   # no measuring\n\
          ```\n\n\
          See `benches/README.md` for sweeps, `--only`, `compare`, and how to read the tables."
     );
@@ -671,24 +672,24 @@ fn table_section(md: &mut String, results: &Results, dataset: usize, d: &Dataset
     }
 }
 
-/// What the investigation of the read column's spread found (the evidence
-/// and how to reproduce it: the commit that added `rows::settle_pages`, and
-/// `--pages-as-written`).
+/// What the investigation of the read column's spread found (reproduce it
+/// with `maph-bench placement`, and across the table with `--pages-as-written`).
 pub const IDENTICAL_CODE_FINDING: &str = "**Why identical reads differ.** Every maph row reads through the \
 same function, yet measured in one long-lived process (this harness before) the read ranged from 90 to \
-246 ns across rows, and single writer was 10–13 % faster than uncoordinated in every row order. Two causes, \
-neither of them a strategy. (1) *Where the store's pages sit.* A store whose pages are first touched in \
-random order (by the random writes that fill it) lies in the page cache as scattered 4 KiB folios; touched \
-front to back, as single writer's start-up repair scan does, it lies in large folios, physically together. \
-The same store, code and keys, in one process, read alternately 10,000 reads at a time: the scattered copy \
-read 11–13 % slower at 10,000 and 30,000 keys, 6–7 % at 2,000 keys and 0.4–0.6 % at 1,000 (4 processes \
-each, on the loaded development VM). The difference appears exactly when the reads outrun the TLB: it is the \
-page walk, which on a virtual machine goes through the guest's and the host's page tables, and the \
-scattered copy's 8,192 pages span about 4,150 physical 2 MiB regions against about 1,800. So the harness \
-reads every maph store once, in order, before use: all rows get the same placement (`--pages-as-written` \
-turns this off and shows the effect), and the table above records each process's placement. (2) \
-*Everything else that changes from one process to the next* (the machine's other load, where the mapping \
-and the heap land): each row runs in several fresh processes, and every interval carries that spread.";
+246 ns across rows, and a review found single writer 10–13 % faster than uncoordinated in every row order. \
+Two causes, neither of them a strategy. (1) *Where the store's pages sit.* A store whose pages are first \
+touched in random order (by the random writes that fill it) lies in the page cache as scattered 4 KiB \
+folios; touched front to back, as single writer's start-up repair scan does, it lies in large folios, \
+physically together. The same store, code and keys, in one process, read alternately a walk of every key \
+at a time: the scattered copy read 10–13 % slower at 10,000 keys, 7–11 % at 30,000, 5–7 % at 2,000 and \
+0.4–0.6 % at 1,000 (three to seven processes each, on the loaded development VM; `scripts/bench placement` \
+repeats the experiment). The difference appears exactly when the reads outrun the TLB: it is the page \
+walk, which on a virtual machine goes through the guest's and the host's page tables, and the scattered \
+copy's 8,192 pages span about 4,100 physical 2 MiB regions against about 2,000. So the harness reads every \
+maph store once, in order, before use: all rows get the same placement (`--pages-as-written` turns this \
+off and shows the effect), and the table above records each process's placement. (2) *Everything else \
+that changes from one process to the next* (the machine's other load, where the mapping and the heap \
+land): each row runs in several fresh processes, and every interval carries that spread.";
 
 fn comparison_section(md: &mut String, results: &Results) {
     let _ = writeln!(md, "\n## Comparison of strategies\n");

@@ -60,9 +60,10 @@ impl Results {
             .map_err(|e| anyhow::anyhow!("{} is not a maph-bench results file: {e}", path.display()))
     }
 
-    /// Writes the results file (pretty-printed: diffs stay readable).
+    /// Writes the results file (compact JSON: `jq` reads it, and a copy is
+    /// tracked beside docs/BENCHMARKS.md).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        std::fs::write(path, serde_json::to_string_pretty(self)?)?;
+        std::fs::write(path, serde_json::to_string(self)?)?;
         Ok(())
     }
 
@@ -141,6 +142,7 @@ pub struct RowInfo {
     pub note: Option<String>,
     /// Its read is one maph store's `Store::get_into`: the same code as every
     /// other such row (not a sharded store's routed read, not a peer's).
+    #[serde(default)]
     pub store_read: bool,
     /// Why it was not measured at all, if it was not.
     pub skipped: Option<String>,

@@ -295,8 +295,9 @@ pub fn select(only: &[String]) -> anyhow::Result<Vec<Row>> {
 /// Where a store's pages land decides what a read costs once reads outrun the
 /// TLB: a store whose pages were first touched in random order (by random
 /// writes) sits in scattered 4 KiB folios, and identical reads of it measured
-/// 11–13 % slower on the development VM than of the same store touched in
-/// order (docs/BENCHMARKS.md, "Identical code, different processes"). Single
+/// about 10 % slower on the development VM than of the same store touched in
+/// order (docs/BENCHMARKS.md, "Identical code, different processes";
+/// `maph-bench placement`). Single
 /// writer's start-up repair scan touches its store in order and no other
 /// coordinator does, so without this step that history, not the strategy,
 /// would separate the rows. Peers' files are left as their engines write them.

@@ -131,7 +131,10 @@ pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(
         sweeps.push(sweep::run(&setup, &runnable, spec, progress)?);
     }
     let limits = if plan.limits_runs == 0 {
-        LimitsOutcome::Skipped(format!("not run in {} mode", plan.preset.name()))
+        LimitsOutcome::Skipped(match plan.preset {
+            crate::plan::Preset::Smoke => "not run in smoke mode".into(),
+            _ => "left out of this run (--skip limits, or a sweep alone)".into(),
+        })
     } else {
         progress(&format!("physical floor: limits.c, {} runs of about 10 s", plan.limits_runs));
         limits::measure(&base, &base, plan.limits_runs)

@@ -249,9 +249,12 @@ fn open_loop(
     per_second: f64,
 ) {
     let interval = (1e9 / per_second.max(1e-3)).max(1.0);
+    // Each worker's schedule starts at its own random phase, so the workers'
+    // operations are not all due at the same instants.
+    let phase = Rng::new(work.seed ^ 0x0be7).unit() * interval;
     let mut k = 0u64;
     loop {
-        let due = start + (k as f64 * interval) as u64;
+        let due = start + (phase + k as f64 * interval) as u64;
         if due >= end {
             break;
         }

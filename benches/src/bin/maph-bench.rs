@@ -18,6 +18,7 @@ usage: maph-bench [report] [--smoke | --thorough] [--only ID,ID,...] [--sweep NA
        maph-bench sweep NAME[=V,V,...]... [--smoke | --thorough] [--only ID,...] [--results DIR] [--dir DIR]
        maph-bench render RESULTS.json [--out FILE.md]
        maph-bench compare OLD.json NEW.json [--threshold FRACTION] [--fail-if-worse]
+       maph-bench placement [--keys N,N,...] [--walks N]
        maph-bench list
 
 report (the default) measures and writes results.json, results.csv, BENCHMARKS.md and its charts
@@ -31,16 +32,23 @@ into a results folder:
   --keys N,N       the single-process table's store sizes (keys; default 10000)
   --results DIR    the results folder (default: bench-results/<date>-<commit>/, with
                    bench-results/latest pointing at it)
-  --update-docs    also render the report into docs/BENCHMARKS.md and its charts into docs/
+  --update-docs    also render the report into docs/BENCHMARKS.md, its charts into docs/, and copy
+                   results.json and results.csv there as docs/benchmarks-results.{json,csv}
   --dir DIR        where the stores go (default: the system temporary directory)
   --seed N         the seed every key order derives from
   --pages-as-written  do not read each maph store once in order before use: leave its pages
                    where its own writes and start-up put them (shows the placement effect)
 sweep runs only the named sweeps (report --skip table,contention,readers,limits --sweep ...).
 render rewrites the report from a results file without measuring (default: BENCHMARKS.md beside it).
+placement runs the experiment behind “Identical code, different processes” in docs/BENCHMARKS.md:
+  one store's pages touched in order or at random, then read alternately (default keys
+  1000,2000,10000,30000; 200 walks each).
 compare prints NEW ÷ OLD for every figure both runs measured, with a 95 % interval and a verdict;
   a change is called only beyond --threshold (default 0.05); --fail-if-worse exits 1 if any got worse.
 ";
+
+/// The copy of the raw results tracked beside docs/BENCHMARKS.md.
+const DOCS_RESULTS: &str = "benchmarks-results.json";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("render") => render_command(&args[1..]),
+        Some("placement") => placement_command(&args[1..]),
         Some("compare") => return compare_command(&args[1..]),
         Some("sweep") => report_command(&args[1..], true),
         Some("report") => report_command(&args[1..], false),
@@ -257,9 +266,13 @@ fn report_command(args: &[String], sweep_command: bool) -> anyhow::Result<()> {
         results.elapsed_s
     );
     if args.update_docs {
-        let docs = repository().join("docs").join("BENCHMARKS.md");
-        write_report(&outputs, &docs)?;
-        println!("updated {} and its charts", docs.display());
+        let docs = repository().join("docs");
+        write_report(&outputs, &docs.join("BENCHMARKS.md"))?;
+        // The raw results travel with the tracked report, so it can be rendered
+        // again (and compared with) from any clone.
+        std::fs::copy(&json, docs.join(DOCS_RESULTS))?;
+        std::fs::copy(results_dir.join("results.csv"), docs.join(DOCS_RESULTS).with_extension("csv"))?;
+        println!("updated {} with its charts and {DOCS_RESULTS}", docs.join("BENCHMARKS.md").display());
     }
     Ok(())
 }
@@ -329,4 +342,24 @@ fn compare_command(args: &[String]) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn placement_command(args: &[String]) -> anyhow::Result<()> {
+    let mut keys = vec![1000, 2000, 10_000, 30_000];
+    let mut walks = 200;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value\n\n{USAGE}"));
+        match arg.as_str() {
+            "--keys" => {
+                keys = value()?
+                    .split(',')
+                    .map(|k| k.parse::<usize>().map_err(|_| anyhow::anyhow!("--keys: {k:?} is not a count")))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--walks" => walks = value()?.parse().map_err(|_| anyhow::anyhow!("--walks needs a count"))?,
+            other => anyhow::bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    maph_bench::placement::main(&keys, walks)
 }
