@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -252,19 +253,42 @@ fn collect(column: Column, reports: &[ProcessReport]) -> Outcome<Vec<ProcessCell
     Outcome::Measured(measured)
 }
 
+/// How long a cell process may take before it is taken for hung and killed:
+/// far beyond any preset's few seconds, so only a stuck lock trips it.
+const CELL_DEADLINE: Duration = Duration::from_secs(600);
+
 fn run_one(exe: &Path, spec: &CellSpec) -> anyhow::Result<CellReport> {
     std::fs::create_dir_all(&spec.dir)?;
     let spec_path = spec.dir.join("spec.json");
     std::fs::write(&spec_path, serde_json::to_string(spec)?)?;
+    let stderr_path = spec.dir.join("stderr.txt");
     let mut command = Command::new(exe);
-    crate::child::die_with_parent(&mut command).arg("cell").arg(&spec_path).stdin(Stdio::null());
-    let output = command.output().map_err(|e| anyhow::anyhow!("could not start {}: {e}", exe.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "the cell process failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
+    crate::child::die_with_parent(&mut command)
+        .arg("cell")
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        // criterion's own progress lines: not needed, the parent reports progress.
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path)?);
+    let mut child = command.spawn().map_err(|e| anyhow::anyhow!("could not start {}: {e}", exe.display()))?;
+    let pid = child.id();
+    let (done, waited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = match waited.recv_timeout(CELL_DEADLINE) {
+        Ok(status) => status?,
+        Err(_) => {
+            // SAFETY: kill(2) touches no memory. The pid is our child's, which the
+            // waiting thread has not reaped unless it exited in the instant since
+            // the timeout.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = waited.recv();
+            anyhow::bail!("the cell process did not finish in {} s and was killed", CELL_DEADLINE.as_secs());
+        }
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    anyhow::ensure!(status.success(), "the cell process failed ({status}): {}", stderr.trim());
     Ok(serde_json::from_str(&std::fs::read_to_string(&spec.out)?)?)
 }
 

@@ -17,7 +17,7 @@ use crate::stats::{self, Summary};
 /// The header line.
 pub const HEADER: &str = "section,dataset,row,column,procs,writers,value,metric,unit,estimate,low,high,n";
 
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Line<'a> {
     section: &'a str,
     dataset: Option<usize>,
@@ -46,7 +46,14 @@ fn quote(field: &str) -> String {
     }
 }
 
-impl Line<'_> {
+impl<'a> Line<'a> {
+    /// Writes the median of `values` with their range as `metric` (nothing if there are none).
+    fn range(self, metric: &'a str, unit: &'a str, values: &[f64], out: &mut String) {
+        if let Some(s) = Summary::of(values) {
+            Line { metric, unit, estimate: s.median, low: Some(s.min), high: Some(s.max), n: s.n, ..self }.write(out);
+        }
+    }
+
     fn write(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -68,53 +75,19 @@ impl Line<'_> {
     }
 }
 
-fn from_runs<'a>(base: Line<'a>, runs: &[GroupRun], out: &mut String) {
-    let throughput: Vec<f64> = runs.iter().map(GroupRun::throughput).collect();
-    if let Some(s) = Summary::of(&throughput) {
-        Line {
-            metric: "throughput_range",
-            unit: "ops/s",
-            estimate: s.median,
-            low: Some(s.min),
-            high: Some(s.max),
-            n: s.n,
-            ..base
-        }
-        .write(out);
-    }
+fn from_runs(base: Line<'_>, runs: &[GroupRun], out: &mut String) {
+    base.range("throughput_range", "ops/s", &runs.iter().map(GroupRun::throughput).collect::<Vec<_>>(), out);
     let histograms: [(&str, Pick); 3] =
         [("read", |r| &r.read_latency), ("write", |r| &r.write_latency), ("lock_wait", |r| &r.lock_wait)];
     for (name, pick) in histograms {
         for (q, qname) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p999")] {
+            let metric = format!("{name}_{qname}_range");
             let values: Vec<f64> = runs.iter().filter_map(|r| pick(r).quantile(q)).collect();
-            if let Some(s) = Summary::of(&values) {
-                let metric = format!("{name}_{qname}_range");
-                Line {
-                    metric: &metric,
-                    unit: "ns",
-                    estimate: s.median,
-                    low: Some(s.min),
-                    high: Some(s.max),
-                    n: s.n,
-                    ..base
-                }
-                .write(out);
-            }
+            base.range(&metric, "ns", &values, out);
         }
     }
     let lost: Vec<f64> = runs.iter().filter_map(GroupRun::lost).map(|l| l as f64).collect();
-    if let Some(s) = Summary::of(&lost) {
-        Line {
-            metric: "lost_updates_range",
-            unit: "updates",
-            estimate: s.median,
-            low: Some(s.min),
-            high: Some(s.max),
-            n: s.n,
-            ..base
-        }
-        .write(out);
-    }
+    base.range("lost_updates_range", "updates", &lost, out);
 }
 
 /// The CSV of `results`.
@@ -123,19 +96,9 @@ pub fn render(results: &Results) -> String {
     for c in &results.cells {
         let groups = c.groups();
         let medians = stats::group_medians(&groups);
-        let Some(s) = Summary::of(&medians) else { continue };
         let base =
             Line { section: "table", dataset: Some(c.dataset), row: &c.row, column: c.column.id(), ..Line::default() };
-        Line {
-            metric: "time_range",
-            unit: "ns",
-            estimate: s.median,
-            low: Some(s.min),
-            high: Some(s.max),
-            n: s.n,
-            ..base
-        }
-        .write(&mut out);
+        base.range("time_range", "ns", &medians, &mut out);
         if c.row != BASELINE {
             if let Some(base_groups) = results.cell(BASELINE, c.dataset, c.column).map(|b| b.groups()) {
                 if let Some(i) =
@@ -147,7 +110,7 @@ pub fn render(results: &Results) -> String {
                         estimate: i.estimate,
                         low: Some(i.low),
                         high: Some(i.high),
-                        n: s.n,
+                        n: medians.len(),
                         ..base
                     }
                     .write(&mut out);
@@ -164,7 +127,7 @@ pub fn render(results: &Results) -> String {
                 writers: Some(c.procs),
                 ..Line::default()
             };
-            from_runs(Line { ..base }, &p.runs, &mut out);
+            from_runs(base, &p.runs, &mut out);
             if let Some(Outcome::Measured(open)) = &p.open_loop {
                 let base = Line { section: "contention_open_loop", ..base };
                 from_runs(base, std::slice::from_ref(open), &mut out);
@@ -201,20 +164,7 @@ pub fn render(results: &Results) -> String {
     }
     if let LimitsOutcome::Measured(l) = &results.limits {
         for (label, values) in &l.lines {
-            if let Some(s) = Summary::of(values) {
-                Line {
-                    section: "floor",
-                    row: label,
-                    metric: "time_range",
-                    unit: "ns",
-                    estimate: s.median,
-                    low: Some(s.min),
-                    high: Some(s.max),
-                    n: s.n,
-                    ..Line::default()
-                }
-                .write(&mut out);
-            }
+            Line { section: "floor", row: label, ..Line::default() }.range("time_range", "ns", values, &mut out);
         }
     }
     out

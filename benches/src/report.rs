@@ -1111,37 +1111,44 @@ fn chart_title(results: &Results, what: &str) -> String {
     format!("{what} — {} ({} cores), {}", m.cpu, m.cores, results.provenance.date)
 }
 
-fn contention_chart(results: &Results) -> String {
+/// One throughput curve and one p99 curve (of the histogram `pick` chooses)
+/// per measured row, from the row's (x, runs) points.
+fn curves<'a>(
+    results: &'a Results,
+    points_of: impl Fn(&str) -> Vec<(f64, &'a [GroupRun])>,
+    pick: Pick,
+) -> (Vec<Series>, Vec<Series>) {
     let mut throughput = Vec::new();
     let mut p99 = Vec::new();
     for row in results.measured_rows() {
-        let points: Vec<(usize, &crate::results::ContentionPoint)> = results
-            .contention
-            .iter()
-            .filter(|c| c.row == row.id)
-            .filter_map(|c| Some((c.procs, c.outcome.measured()?)))
-            .collect();
+        let points = points_of(&row.id);
         if points.is_empty() {
             continue;
         }
-        let dashed = !row.safe;
-        throughput.push(Series {
+        let series = |y: &dyn Fn(&[GroupRun]) -> Option<f64>| Series {
             label: row.label.clone(),
-            points: points
-                .iter()
-                .filter_map(|(n, p)| Some((*n as f64, stats::median(&throughputs(&p.runs))?)))
-                .collect(),
-            dashed,
-        });
-        p99.push(Series {
-            label: row.label.clone(),
-            points: points
-                .iter()
-                .filter_map(|(n, p)| Some((*n as f64, run_quantile(&p.runs, 0.99, |r| &r.write_latency)?)))
-                .collect(),
-            dashed,
-        });
+            points: points.iter().filter_map(|(x, runs)| Some((*x, y(runs)?))).collect(),
+            dashed: !row.safe,
+        };
+        throughput.push(series(&|runs| stats::median(&throughputs(runs))));
+        p99.push(series(&|runs| run_quantile(runs, 0.99, pick)));
     }
+    (throughput, p99)
+}
+
+fn contention_chart(results: &Results) -> String {
+    let (throughput, p99) = curves(
+        results,
+        |id| {
+            results
+                .contention
+                .iter()
+                .filter(|c| c.row == id)
+                .filter_map(|c| Some((c.procs as f64, c.outcome.measured()?.runs.as_slice())))
+                .collect()
+        },
+        write_latency,
+    );
     chart::render(
         &chart_title(results, "maph write strategies under contention"),
         XAxis { label: "writer processes", log: true, format: |v| format!("{v}") },
@@ -1222,31 +1229,19 @@ fn readers_chart(results: &Results) -> String {
 
 fn sweep_chart(results: &Results, sweep: &SweepResult) -> String {
     let kind = sweep.spec.kind;
-    let mut throughput = Vec::new();
-    let mut p99 = Vec::new();
-    for row in results.measured_rows() {
-        let points: Vec<(f64, &Vec<GroupRun>)> = sweep
-            .points
-            .iter()
-            .filter(|p| p.row == row.id)
-            .filter_map(|p| Some((p.value, p.outcome.measured()?)))
-            .collect();
-        if points.is_empty() {
-            continue;
-        }
-        let dashed = !row.safe;
-        throughput.push(Series {
-            label: row.label.clone(),
-            points: points.iter().filter_map(|(v, runs)| Some((*v, stats::median(&throughputs(runs))?))).collect(),
-            dashed,
-        });
-        let pick: Pick = if kind == SweepKind::ReadShare { read_latency } else { write_latency };
-        p99.push(Series {
-            label: row.label.clone(),
-            points: points.iter().filter_map(|(v, runs)| Some((*v, run_quantile(runs, 0.99, pick)?))).collect(),
-            dashed,
-        });
-    }
+    let pick: Pick = if kind == SweepKind::ReadShare { read_latency } else { write_latency };
+    let (throughput, p99) = curves(
+        results,
+        |id| {
+            sweep
+                .points
+                .iter()
+                .filter(|p| p.row == id)
+                .filter_map(|p| Some((p.value, p.outcome.measured()?.as_slice())))
+                .collect()
+        },
+        pick,
+    );
     let format: fn(f64) -> String = match kind {
         SweepKind::Keys => |v| crate::plan::short_count(v),
         SweepKind::Writers | SweepKind::ValueSize => |v| format!("{v:.0}"),
