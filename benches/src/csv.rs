@@ -4,6 +4,8 @@
 //! Columns: `section,dataset,row,column,procs,writers,value,metric,unit,estimate,low,high,n`.
 //! `estimate` is the figure; `low`/`high` its spread or interval, as `metric`
 //! says (`*_range`: the range over processes or runs; `*_ci95`: a 95 % interval).
+//! `table_process` lines give criterion's own median and interval for each
+//! process of a cell (their `procs` column holds the process's round).
 
 use std::fmt::Write;
 
@@ -99,6 +101,22 @@ pub fn render(results: &Results) -> String {
         let base =
             Line { section: "table", dataset: Some(c.dataset), row: &c.row, column: c.column.id(), ..Line::default() };
         base.range("time_range", "ns", &medians, &mut out);
+        // criterion's own median and its 95 % interval, for each process (`procs` is the round).
+        for p in c.outcome.measured().into_iter().flatten() {
+            let m = &p.criterion_median;
+            Line {
+                section: "table_process",
+                procs: Some(p.round),
+                metric: "criterion_median_ci95",
+                unit: "ns",
+                estimate: m.estimate,
+                low: Some(m.low),
+                high: Some(m.high),
+                n: p.samples_ns.len(),
+                ..base
+            }
+            .write(&mut out);
+        }
         if c.row != BASELINE {
             if let Some(base_groups) = results.cell(BASELINE, c.dataset, c.column).map(|b| b.groups()) {
                 if let Some(i) =
@@ -182,6 +200,8 @@ mod tests {
         assert_eq!(lines.next(), Some(HEADER));
         let first = lines.next().expect("the table cell");
         assert!(first.starts_with("table,0,flock,read,,,,time_range,ns,2,2,2,1"), "{first}");
+        let process = lines.next().expect("criterion's interval for the process");
+        assert!(process.starts_with("table_process,0,flock,read,0,,,criterion_median_ci95,ns,2,1,3,3"), "{process}");
         for line in csv.lines() {
             assert_eq!(line.matches(',').count(), 12, "{line}");
         }
