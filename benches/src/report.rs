@@ -681,8 +681,8 @@ Two causes, neither of them a strategy. (1) *Where the store's pages sit.* A sto
 touched in random order (by the random writes that fill it) lies in the page cache as scattered 4 KiB \
 folios; touched front to back, as single writer's start-up repair scan does, it lies in large folios, \
 physically together. The same store, code and keys, in one process, read alternately a walk of every key \
-at a time: the scattered copy read 10–13 % slower at 10,000 keys, 7–11 % at 30,000, 5–7 % at 2,000 and \
-0.4–0.6 % at 1,000 (three to seven processes each, on the loaded development VM; `scripts/bench placement` \
+at a time: the scattered copy read 10–14 % slower at 10,000 keys, 7–11 % at 30,000, 4–7 % at 2,000 and \
+0–0.6 % at 1,000 (three to seven processes each, on the loaded development VM; `scripts/bench placement` \
 repeats the experiment). The difference appears exactly when the reads outrun the TLB: it is the page \
 walk, which on a virtual machine goes through the guest's and the host's page tables, and the scattered \
 copy's 8,192 pages span about 4,100 physical 2 MiB regions against about 2,000. So the harness reads every \
@@ -875,13 +875,16 @@ fn readers_section(md: &mut String, results: &Results) {
          open a read transaction per get; the reference design's readers take `flock(LOCK_SH)` around every \
          read (the flock row's second line). Reader latencies are sampled as in the contention runs (timer \
          cost subtracted). The \"÷ with 0 writers\" column compares each reader p99 with the same readers' \
-         alone, with its interval over runs.\n",
+         alone, with its interval over runs. A lock-free reader still shares the cores and the cache lines \
+         with the writers: once readers and writers outnumber the {} cores, its p99 includes time descheduled, \
+         which no lock causes; the LOCK_SH readers also wait for every writer's LOCK_EX.\n",
         settings.readers,
         if settings.readers == 1 { "" } else { "es" },
         settings.writers,
         settings.duration_ms,
         settings.repeats,
-        if settings.repeats == 1 { "" } else { "s" }
+        if settings.repeats == 1 { "" } else { "s" },
+        results.provenance.machine.cores
     );
     md.push_str(&readers_table(results).markdown());
 }
