@@ -4,10 +4,13 @@
 //!
 //! The interval resamples both runs at two levels (processes or runs, then
 //! samples), so the spread between processes is in it. A change is called
-//! only when the whole interval lies beyond `threshold` on one side: the
-//! threshold absorbs the drift between two runs of the same code that neither
-//! run can see alone (measure it with an A/A comparison: two runs of one
-//! commit; see `benches/README.md`).
+//! only when (1) an exact rank test on the processes' (or runs') medians
+//! finds the two sides different at p ≤ 0.05, which needs at least 4
+//! processes or runs a side (3 against 3 can never get below p = 0.1), and
+//! (2) the whole interval lies beyond `threshold` on one side. The threshold
+//! absorbs drift between two runs that neither run can see alone: measure it
+//! with an A/A comparison, and interleave the runs of the two sides and
+//! [merge](crate::results::Results::merge) them (see `benches/README.md`).
 
 use std::fmt::Write;
 
@@ -26,7 +29,7 @@ pub enum Verdict {
     Worse,
     /// Beyond noise, in the better direction.
     Better,
-    /// One side has a single measurement: no interval.
+    /// Too few processes or runs for any test to tell the sides apart.
     Unknown,
 }
 
@@ -36,7 +39,7 @@ impl Verdict {
             Verdict::Noise => "noise",
             Verdict::Worse => "WORSE",
             Verdict::Better => "better",
-            Verdict::Unknown => "n/a (one measurement)",
+            Verdict::Unknown => "too few to tell",
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Comparison {
     pub new: f64,
     /// NEW ÷ OLD with its interval (`None` when a side has one measurement).
     pub ratio: Option<Interval>,
+    /// The rank test's p-value on the group medians (`None`: too few groups).
+    pub p: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
     /// Times or rates.
@@ -95,11 +100,14 @@ pub fn compare(old: &Results, new: &Results, threshold: f64) -> Vec<Comparison> 
     let mut out = Vec::new();
     let mut push = |what: String, o: Vec<Vec<f64>>, n: Vec<Vec<f64>>, direction: Direction| {
         let (Some(old_c), Some(new_c)) = (stats::center(&o), stats::center(&n)) else { return };
-        let enough = |g: &[Vec<f64>]| g.iter().map(Vec::len).sum::<usize>() > 1;
-        let ratio =
-            (enough(&o) && enough(&n)).then(|| stats::ratio_interval(&n, &o, seed_of(&[&what, "compare"]))).flatten();
-        let verdict = ratio.as_ref().map_or(Verdict::Unknown, |i| verdict(i, threshold, direction));
-        out.push(Comparison { what, old: old_c, new: new_c, ratio, verdict, direction });
+        let ratio = stats::ratio_interval(&n, &o, seed_of(&[&what, "compare"]));
+        let p = stats::rank_test(&stats::group_medians(&o), &stats::group_medians(&n));
+        let verdict = match (&ratio, p) {
+            (Some(i), Some(p)) if p <= 0.05 => verdict(i, threshold, direction),
+            (Some(_), Some(_)) => Verdict::Noise,
+            _ => Verdict::Unknown,
+        };
+        out.push(Comparison { what, old: old_c, new: new_c, ratio, p, verdict, direction });
     };
     for cell in &new.cells {
         // Cells are matched by their dataset, not its position in the plan.
@@ -224,11 +232,14 @@ pub fn render(old: &Results, new: &Results, comparisons: &[Comparison], threshol
     }
     let _ = writeln!(
         out,
-        "Ratio NEW ÷ OLD with a 95 % interval (two-level bootstrap). A change is called only when the whole \
-         interval lies beyond ±{:.0} % (--threshold).\n",
+        "Ratio NEW ÷ OLD with a 95 % interval (two-level bootstrap), and p of an exact rank test on the \
+         processes' (or runs') medians. A change is called only when p ≤ 0.05 and the whole interval lies \
+         beyond ±{:.0} % (--threshold). \"too few to tell\": fewer than 4 processes or runs a side; interleave \
+         more runs of each side and merge them (maph-bench merge).\n",
         threshold * 100.0
     );
-    let mut table = Table::new(vec!["figure".into(), "OLD".into(), "NEW".into(), "NEW ÷ OLD".into(), "verdict".into()]);
+    let mut table =
+        Table::new(vec!["figure".into(), "OLD".into(), "NEW".into(), "NEW ÷ OLD".into(), "p".into(), "verdict".into()]);
     let show = |v: f64, d: Direction| if d == Direction::LowerIsBetter { f::ns(v) } else { f::rate(v) };
     for c in comparisons {
         table.push(vec![
@@ -236,6 +247,7 @@ pub fn render(old: &Results, new: &Results, comparisons: &[Comparison], threshol
             show(c.old, c.direction),
             show(c.new, c.direction),
             c.ratio.map_or_else(|| f::ratio(c.new, c.old), |i| f::ratio_interval(&i)),
+            c.p.map_or("—".into(), |p| format!("{p:.3}")),
             c.verdict.text().into(),
         ]);
     }
@@ -243,7 +255,7 @@ pub fn render(old: &Results, new: &Results, comparisons: &[Comparison], threshol
     let count = |v: Verdict| comparisons.iter().filter(|c| c.verdict == v).count();
     let _ = writeln!(
         out,
-        "\n{} figures: {} worse, {} better, {} within noise, {} with one measurement.",
+        "\n{} figures: {} worse, {} better, {} within noise, {} with too few processes or runs to tell.",
         comparisons.len(),
         count(Verdict::Worse),
         count(Verdict::Better),
@@ -265,7 +277,7 @@ mod tests {
     use crate::workload::Column;
 
     fn with_read(results: &mut Results, scale: f64) {
-        let processes = (0..3)
+        let processes = (0..5)
             .map(|p| ProcessCell {
                 round: p,
                 position: 0,
@@ -302,13 +314,15 @@ mod tests {
     }
 
     #[test]
-    fn a_single_measurement_has_no_verdict() {
+    fn too_few_processes_get_no_verdict_however_large_the_change() {
+        // One process a side, however many samples: no test over processes is possible.
         let old = crate::results::tests::tiny();
         let mut new = old.clone();
         if let Outcome::Measured(p) = &mut new.cells[0].outcome {
-            p[0].samples_ns = vec![5.0];
+            p[0].samples_ns = vec![50.0, 51.0, 52.0];
         }
         let c = compare(&old, &new, 0.05);
         assert_eq!(c[0].verdict, Verdict::Unknown);
+        assert!(c[0].p.is_none());
     }
 }

@@ -90,9 +90,124 @@ impl Results {
         }
     }
 
+    /// Several runs of the same code and plan as one: every process, run and
+    /// floor measurement of each, side by side, so intervals and tests over
+    /// processes and runs take in the drift between the runs. Interleaving
+    /// the runs of two versions (old, new, old, new) and merging each
+    /// version's is how `compare` judges a change on a drifting machine.
+    /// Refuses runs of different commits or plans. An open-loop run and the
+    /// provenance's details are kept from the first run.
+    pub fn merge(mut parts: Vec<Results>) -> anyhow::Result<Results> {
+        anyhow::ensure!(!parts.is_empty(), "nothing to merge");
+        let mut merged = parts.remove(0);
+        for (i, part) in parts.into_iter().enumerate() {
+            let which = i + 2;
+            anyhow::ensure!(
+                part.plan == merged.plan,
+                "run {which} was made with another plan (preset, datasets, sweeps or options): merge runs of one command"
+            );
+            anyhow::ensure!(
+                part.provenance.git_commit == merged.provenance.git_commit
+                    && part.provenance.git_dirty == merged.provenance.git_dirty,
+                "run {which} measured other code (commit {:?}, dirty {:?}): merge runs of one version",
+                part.provenance.git_commit,
+                part.provenance.git_dirty
+            );
+            merged.absorb(part);
+        }
+        Ok(merged)
+    }
+
+    fn absorb(&mut self, other: Results) {
+        for row in other.rows {
+            match self.rows.iter_mut().find(|r| r.id == row.id) {
+                Some(mine) if mine.skipped.is_some() => *mine = row,
+                Some(_) => {}
+                None => self.rows.push(row),
+            }
+        }
+        for cell in other.cells {
+            match self
+                .cells
+                .iter_mut()
+                .find(|c| c.row == cell.row && c.dataset == cell.dataset && c.column == cell.column)
+            {
+                Some(mine) => join(&mut mine.outcome, cell.outcome, |a, b| a.extend(b)),
+                None => self.cells.push(cell),
+            }
+        }
+        for point in other.contention {
+            match self.contention.iter_mut().find(|c| c.row == point.row && c.procs == point.procs) {
+                Some(mine) => join(&mut mine.outcome, point.outcome, |a, b| a.runs.extend(b.runs)),
+                None => self.contention.push(point),
+            }
+        }
+        for r in other.readers {
+            match self.readers.iter_mut().find(|o| o.row == r.row && o.locked == r.locked && o.writers == r.writers) {
+                Some(mine) => join(&mut mine.outcome, r.outcome, |a, b| a.extend(b)),
+                None => self.readers.push(r),
+            }
+        }
+        for sweep in other.sweeps {
+            let Some(mine) = self.sweeps.iter_mut().find(|s| s.spec.kind == sweep.spec.kind) else {
+                self.sweeps.push(sweep);
+                continue;
+            };
+            for point in sweep.points {
+                match mine.points.iter_mut().find(|p| p.row == point.row && p.value == point.value) {
+                    Some(p) => join(&mut p.outcome, point.outcome, |a, b| a.extend(b)),
+                    None => mine.points.push(point),
+                }
+            }
+        }
+        match (&mut self.limits, other.limits) {
+            (LimitsOutcome::Measured(mine), LimitsOutcome::Measured(theirs)) => {
+                for (label, values) in theirs.lines {
+                    match mine.lines.iter_mut().find(|(l, _)| *l == label) {
+                        Some((_, v)) => v.extend(values),
+                        None => mine.lines.push((label, values)),
+                    }
+                }
+            }
+            (mine @ LimitsOutcome::Skipped(_), theirs @ LimitsOutcome::Measured(_)) => *mine = theirs,
+            _ => {}
+        }
+        let p = &mut self.provenance;
+        p.command = format!("{}; merged with {}", p.command, other.provenance.command);
+        p.date = format!("{}; {}", p.date, other.provenance.date);
+        p.load_after = other.provenance.load_after;
+        p.others_cpu_share = match (p.others_cpu_share, other.provenance.others_cpu_share) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (mine, theirs) in [
+            (&mut p.redis.ping_before, other.provenance.redis.ping_before),
+            (&mut p.redis.ping_after, other.provenance.redis.ping_after),
+        ] {
+            match (mine.as_mut(), theirs) {
+                (Some(h), Some(t)) => h.merge(&t),
+                (None, t) => *mine = t,
+                _ => {}
+            }
+        }
+        self.elapsed_s += other.elapsed_s;
+    }
+
     /// The contention point of `row` at `procs` writer processes.
     pub fn contention_point(&self, row: &str, procs: usize) -> Option<&ContentionResult> {
         self.contention.iter().find(|c| c.row == row && c.procs == procs)
+    }
+}
+
+/// Puts `theirs` into `mine`: both measured, `add` joins them; a failure
+/// wins (it must be seen); a measurement wins over "not applicable".
+fn join<T>(mine: &mut Outcome<T>, theirs: Outcome<T>, add: impl FnOnce(&mut T, T)) {
+    match (&mut *mine, theirs) {
+        (Outcome::Measured(a), Outcome::Measured(b)) => add(a, b),
+        (Outcome::Failed(_), _) => {}
+        (_, theirs @ Outcome::Failed(_)) => *mine = theirs,
+        (Outcome::NotApplicable(_), theirs) => *mine = theirs,
+        (Outcome::Measured(_), Outcome::NotApplicable(_)) => {}
     }
 }
 
@@ -296,6 +411,23 @@ pub(crate) mod tests {
         let back = Results::load(&path).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&r).unwrap());
         assert_eq!(back.cell("flock", 0, Column::Read).unwrap().center(), Some(2.0));
+    }
+
+    #[test]
+    fn merging_puts_processes_side_by_side_and_refuses_other_code() {
+        let a = tiny();
+        let merged = Results::merge(vec![a.clone(), a.clone(), a.clone()]).unwrap();
+        let processes = merged.cell_processes("flock", 0, Column::Read).unwrap();
+        assert_eq!(processes.len(), 3);
+        assert_eq!(merged.elapsed_s, 3.0);
+        assert!(merged.provenance.command.contains("merged with"));
+        let mut other = a.clone();
+        other.provenance.git_commit = Some("another".into());
+        let err = Results::merge(vec![a.clone(), other]).unwrap_err().to_string();
+        assert!(err.contains("other code"), "{err}");
+        let mut other_plan = a.clone();
+        other_plan.plan.seed += 1;
+        assert!(Results::merge(vec![a, other_plan]).unwrap_err().to_string().contains("another plan"));
     }
 
     #[test]

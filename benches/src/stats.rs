@@ -175,6 +175,75 @@ pub fn ratio_interval(num: &[Vec<f64>], den: &[Vec<f64>], seed: u64) -> Option<I
     })
 }
 
+/// The two-sided p-value of an exact rank test (Mann–Whitney) that `a` and
+/// `b` come from one distribution, by enumerating every way to split their
+/// pooled values: how likely a difference at least this large in rank sums
+/// is when the labels do not matter. `None` when the samples are too small for
+/// any split to reach p ≤ 0.05 (then no test can tell them apart), or too
+/// large to enumerate (more than 200,000 splits).
+///
+/// ```
+/// use maph_bench::stats::rank_test;
+/// // Every value of b above every value of a: the most extreme of 70 splits, both tails.
+/// assert!((rank_test(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]).unwrap() - 2.0 / 70.0).abs() < 1e-12);
+/// assert_eq!(rank_test(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), None, "20 splits: p ≥ 0.1 at best");
+/// ```
+pub fn rank_test(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (n, m) = (a.len(), b.len());
+    let splits = binomial(n + m, n)?;
+    if n == 0 || m == 0 || 2.0 / splits > 0.05 || splits > 200_000.0 {
+        return None;
+    }
+    // Ranks of the pooled values (ties share their mean rank).
+    let mut pooled: Vec<(f64, usize)> = a.iter().chain(b).copied().zip(0..).collect();
+    pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut ranks = vec![0.0; n + m];
+    let mut i = 0;
+    while i < pooled.len() {
+        let mut j = i;
+        while j + 1 < pooled.len() && pooled[j + 1].0 == pooled[i].0 {
+            j += 1;
+        }
+        for k in i..=j {
+            ranks[pooled[k].1] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    let observed: f64 = ranks[..n].iter().sum();
+    let mean = n as f64 * (n + m + 1) as f64 / 2.0;
+    let extreme = (observed - mean).abs() - 1e-9;
+    // Every choice of n of the n + m ranks as "a".
+    let (mut count, mut total) = (0u64, 0u64);
+    let mut chosen: Vec<usize> = (0..n).collect();
+    loop {
+        total += 1;
+        let sum: f64 = chosen.iter().map(|&k| ranks[k]).sum();
+        count += u64::from((sum - mean).abs() >= extreme);
+        // The next combination in lexicographic order.
+        let mut k = n;
+        while k > 0 && chosen[k - 1] == k - 1 + m {
+            k -= 1;
+        }
+        if k == 0 {
+            break;
+        }
+        chosen[k - 1] += 1;
+        for l in k..n {
+            chosen[l] = chosen[l - 1] + 1;
+        }
+    }
+    Some(count as f64 / total as f64)
+}
+
+fn binomial(n: usize, k: usize) -> Option<f64> {
+    let k = k.min(n.saturating_sub(k));
+    let mut c = 1.0f64;
+    for i in 0..k {
+        c = c * (n - i) as f64 / (i + 1) as f64;
+    }
+    c.is_finite().then_some(c)
+}
+
 /// Groups of one value each: how a figure measured once per run (a run's
 /// throughput, a run's p99) enters [`center`] and [`ratio_interval`].
 pub fn singletons(values: impl IntoIterator<Item = f64>) -> Vec<Vec<f64>> {
@@ -229,6 +298,19 @@ mod tests {
         let r = ratio_interval(&groups, &groups, 5).unwrap();
         assert_eq!(r.estimate, 1.0);
         assert!(r.contains(1.0) && r.low < 1.0 && r.high > 1.0, "{r:?}");
+    }
+
+    #[test]
+    fn the_rank_test_finds_shifts_and_not_shuffles() {
+        let a = [10.0, 11.0, 12.0, 13.0, 14.0];
+        let shifted = [20.0, 21.0, 22.0, 23.0, 24.0];
+        let mixed = [10.5, 11.5, 12.5, 13.5, 14.5];
+        assert!(rank_test(&a, &shifted).unwrap() < 0.01);
+        assert!(rank_test(&a, &mixed).unwrap() > 0.5);
+        assert_eq!(rank_test(&a, &a), Some(1.0), "ties everywhere: nothing is extreme");
+        assert_eq!(rank_test(&[1.0, 2.0], &[3.0, 4.0]), None, "6 splits can never reach 0.05");
+        assert_eq!(rank_test(&[], &[1.0]), None);
+        assert_eq!(binomial(12, 6), Some(924.0));
     }
 
     #[test]

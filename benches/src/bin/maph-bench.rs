@@ -18,6 +18,7 @@ usage: maph-bench [report] [--smoke | --thorough] [--only ID,ID,...] [--sweep NA
        maph-bench sweep NAME[=V,V,...]... [--smoke | --thorough] [--only ID,...] [--results DIR] [--dir DIR]
        maph-bench render RESULTS.json [--out FILE.md]
        maph-bench compare OLD.json NEW.json [--threshold FRACTION] [--fail-if-worse]
+       maph-bench merge OUT.json RUN.json RUN.json...
        maph-bench placement [--keys N,N,...] [--walks N]
        maph-bench list
 
@@ -43,8 +44,11 @@ render rewrites the report from a results file without measuring (default: BENCH
 placement runs the experiment behind “Identical code, different processes” in docs/BENCHMARKS.md:
   one store's pages touched in order or at random, then read alternately (default keys
   1000,2000,10000,30000; 200 walks each).
-compare prints NEW ÷ OLD for every figure both runs measured, with a 95 % interval and a verdict;
-  a change is called only beyond --threshold (default 0.05); --fail-if-worse exits 1 if any got worse.
+compare prints NEW ÷ OLD for every figure both runs measured, with a 95 % interval, a rank test
+  and a verdict: a change is called only at p <= 0.05 and beyond --threshold (default 0.05);
+  --fail-if-worse exits 1 if any got worse.
+merge joins runs of one version and command into one results file (all processes and runs
+  side by side): interleave old and new runs, merge each side's, then compare.
 ";
 
 /// The copy of the raw results tracked beside docs/BENCHMARKS.md.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         }
         Some("render") => render_command(&args[1..]),
         Some("placement") => placement_command(&args[1..]),
+        Some("merge") => merge_command(&args[1..]),
         Some("compare") => return compare_command(&args[1..]),
         Some("sweep") => report_command(&args[1..], true),
         Some("report") => report_command(&args[1..], false),
@@ -362,4 +367,13 @@ fn placement_command(args: &[String]) -> anyhow::Result<()> {
         }
     }
     maph_bench::placement::main(&keys, walks)
+}
+
+fn merge_command(args: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(args.len() >= 3, "merge needs OUT.json and at least two results files\n\n{USAGE}");
+    let parts = args[1..].iter().map(|p| Results::load(Path::new(p))).collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = Results::merge(parts)?;
+    merged.save(Path::new(&args[0]))?;
+    println!("wrote {} from {} runs", args[0], args.len() - 1);
+    Ok(())
 }
