@@ -644,7 +644,10 @@ fn table_section(md: &mut String, results: &Results, dataset: usize, d: &Dataset
              Ratio of the cell to the uncoordinated baseline's (the store's own cost, safe only with one writer), \
              both from this run, with a **95 % interval** from a two-level bootstrap (processes drawn with \
              replacement, then each drawn process's samples), so the spread between processes is in it. \
-             **≈** marks a ratio whose interval contains 1: no difference this run can tell from noise.\n"
+             **≈** marks a ratio whose interval contains 1: no difference this run can tell from noise. With \
+             {} processes a side the interval is approximate (it cannot see a placement none of them drew); \
+             `--thorough` runs 7, and `maph-bench compare` tests merged runs.\n",
+            settings.processes
         );
         md.push_str(&table.markdown());
     }
