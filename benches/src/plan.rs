@@ -193,7 +193,7 @@ impl Plan {
                 popularity: Popularity::Uniform,
                 open_loop_share: 0.5,
             }),
-            readers: Some(ReadersSettings { readers: 1, writers: vec![0, 1, 2, 4], repeats: 1, duration_ms: 250 }),
+            readers: Some(ReadersSettings { readers: 1, writers: vec![0, 1, 2, 4], repeats: 2, duration_ms: 250 }),
             sweeps: Vec::new(),
             limits_runs: 2,
             sample_every: 16,

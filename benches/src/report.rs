@@ -381,7 +381,19 @@ fn readers_table(results: &Results) -> Table {
     ]);
     for r in &results.readers {
         let name = readers_label(results, r);
-        let mut cells = vec![name, r.writers.to_string()];
+        // Writer counts a row cannot run are listed together, on one line.
+        let same = |o: &&ReadersResult| o.row == r.row && o.locked == r.locked;
+        let not_run: Vec<&ReadersResult> =
+            results.readers.iter().filter(same).filter(|o| matches!(o.outcome, Outcome::NotApplicable(_))).collect();
+        if matches!(r.outcome, Outcome::NotApplicable(_)) && !std::ptr::eq(not_run[0], r) {
+            continue;
+        }
+        let writers = if matches!(r.outcome, Outcome::NotApplicable(_)) {
+            not_run.iter().map(|o| o.writers.to_string()).collect::<Vec<_>>().join(", ")
+        } else {
+            r.writers.to_string()
+        };
+        let mut cells = vec![name, writers];
         match &r.outcome {
             Outcome::Measured(runs) => {
                 let q = |q: f64| f::ns_or_dash(run_quantile(runs, q, |r| &r.read_latency));
@@ -871,7 +883,7 @@ fn readers_section(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
         "![Reader p99 and reads per second against writer processes]({READERS_SVG})\n\n\
-         maph's central claim: readers never wait for writers. {} reader process{} get random keys of a filled \
+         maph's central claim: readers never wait for writers. {} reader process{} random keys of a filled \
          store (the table's dataset) as fast as they can while {:?} writer processes set random keys of the same \
          store under each strategy, all starting at one shared instant, for {} ms ({} run{} per point). A maph \
          reader maps the store read-only and reads lock-free, whatever the writers' strategy; LMDB's readers \
@@ -882,7 +894,7 @@ fn readers_section(md: &mut String, results: &Results) {
          with the writers: once readers and writers outnumber the {} cores, its p99 includes time descheduled, \
          which no lock causes; the LOCK_SH readers also wait for every writer's LOCK_EX.\n",
         settings.readers,
-        if settings.readers == 1 { "" } else { "es" },
+        if settings.readers == 1 { " gets" } else { "es get" },
         settings.writers,
         settings.duration_ms,
         settings.repeats,
