@@ -6,8 +6,8 @@
 //! process. Before they are filled, one copy's pages are first touched front
 //! to back (the kernel's readahead then gives it large folios, physically
 //! together) and the other's in a random order under `MADV_RANDOM` (4 KiB
-//! folios, scattered): the two histories a store can have (single writer's
-//! start-up scan; random writes). Then the same keys are read from both,
+//! folios, scattered): the two histories a store can have (a scan of the
+//! whole store; random writes). Then the same keys are read from both,
 //! alternately, one walk of every key at a time, so any drift of the machine
 //! hits both alike; the median walk of each is compared.
 

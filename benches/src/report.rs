@@ -694,7 +694,8 @@ same function, yet measured in one long-lived process (this harness before) the 
 246 ns across rows, and a review found single writer 10–13 % faster than uncoordinated in every row order. \
 Two causes, neither of them a strategy. (1) *Where the store's pages sit.* A store whose pages are first \
 touched in random order (by the random writes that fill it) lies in the page cache as scattered 4 KiB \
-folios; touched front to back, as single writer's start-up repair scan does, it lies in large folios, \
+folios; touched front to back, by a scan of the whole store (single writer's start-up repair scanned \
+every slot when that table was made; the other coordinators never scan), it lies in large folios, \
 physically together. The same store, code and keys, in one process, read alternately a walk of every key \
 at a time: the scattered copy read 10–14 % slower at 10,000 keys, 7–11 % at 30,000, 4–7 % at 2,000 and \
 0–0.6 % at 1,000 (three to seven processes each, on the loaded development VM; `scripts/bench placement` \

@@ -297,9 +297,9 @@ pub fn select(only: &[String]) -> anyhow::Result<Vec<Row>> {
 /// writes) sits in scattered 4 KiB folios, and identical reads of it measured
 /// about 10 % slower on the development VM than of the same store touched in
 /// order (docs/BENCHMARKS.md, "Identical code, different processes";
-/// `maph-bench placement`). Single
-/// writer's start-up repair scan touches its store in order and no other
-/// coordinator does, so without this step that history, not the strategy,
+/// `maph-bench placement`). A store's history decides it (a scan of the whole
+/// store, such as a start-up repair, touches its pages in order; random writes
+/// do not), so without this step differences of history, not of strategy,
 /// would separate the rows. Peers' files are left as their engines write them.
 pub fn settle_pages(dir: &Path) -> std::io::Result<()> {
     use std::io::Read;
