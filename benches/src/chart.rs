@@ -27,9 +27,10 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-const PALETTE: [&str; 12] = [
+/// Distinct colours, one per series of a chart (a chart has about 15).
+const PALETTE: [&str; 20] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-    "#393b79", "#637939",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#000000",
 ];
 
 const PANEL_W: f64 = 460.0;
@@ -39,17 +40,29 @@ const MARGIN_T: f64 = 40.0;
 const PLOT_W: f64 = 350.0;
 const PLOT_H: f64 = 230.0;
 
+/// The x axis every panel of a chart shares.
+#[derive(Clone, Copy, Debug)]
+pub struct XAxis<'a> {
+    /// What it measures.
+    pub label: &'a str,
+    /// Logarithmic (base 2) rather than linear.
+    pub log: bool,
+    /// Formats a tick value.
+    pub format: fn(f64) -> String,
+}
+
 /// Draws `panels` side by side with one shared legend (series are matched by
-/// label across panels, so a strategy has the same colour everywhere), and an
-/// x axis of writer processes.
-pub fn render(title: &str, x_label: &str, panels: &[Panel]) -> String {
+/// label across panels, so a strategy has the same colour everywhere).
+pub fn render(title: &str, x_axis: XAxis<'_>, panels: &[Panel]) -> String {
     let mut labels: Vec<&str> = Vec::new();
     for s in panels.iter().flat_map(|p| &p.series) {
         if !labels.contains(&s.label.as_str()) {
             labels.push(&s.label);
         }
     }
-    let legend_rows = labels.len().div_ceil(3);
+    // Three legend columns, or two when a label is too long for a third of the width.
+    let columns = if labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) > 38 { 2 } else { 3 };
+    let legend_rows = labels.len().div_ceil(columns);
     let width = PANEL_W * panels.len().max(1) as f64 + 20.0;
     let height = 40.0 + PANEL_H + 20.0 + legend_rows as f64 * 18.0 + 10.0;
     let mut svg = String::new();
@@ -61,12 +74,12 @@ pub fn render(title: &str, x_label: &str, panels: &[Panel]) -> String {
     let _ =
         writeln!(svg, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, width / 2.0, esc(title));
     for (i, panel) in panels.iter().enumerate() {
-        draw_panel(&mut svg, panel, 10.0 + i as f64 * PANEL_W, 36.0, x_label, &labels);
+        draw_panel(&mut svg, panel, 10.0 + i as f64 * PANEL_W, 36.0, x_axis, &labels);
     }
     let legend_top = 36.0 + PANEL_H + 14.0;
     for (i, label) in labels.iter().enumerate() {
-        let x = 30.0 + (i % 3) as f64 * (width - 40.0) / 3.0;
-        let y = legend_top + (i / 3) as f64 * 18.0;
+        let x = 30.0 + (i % columns) as f64 * (width - 40.0) / columns as f64;
+        let y = legend_top + (i / columns) as f64 * 18.0;
         let dashed = panels.iter().flat_map(|p| &p.series).any(|s| s.label == *label && s.dashed);
         let _ = writeln!(
             svg,
@@ -83,7 +96,7 @@ pub fn render(title: &str, x_label: &str, panels: &[Panel]) -> String {
     svg
 }
 
-fn draw_panel(svg: &mut String, panel: &Panel, left: f64, top: f64, x_label: &str, labels: &[&str]) {
+fn draw_panel(svg: &mut String, panel: &Panel, left: f64, top: f64, x_axis: XAxis<'_>, labels: &[&str]) {
     let (x0, y0) = (left + MARGIN_L, top + MARGIN_T);
     let points: Vec<(f64, f64)> = panel.series.iter().flat_map(|s| s.points.iter().copied()).collect();
     let _ = writeln!(
@@ -104,14 +117,15 @@ fn draw_panel(svg: &mut String, panel: &Panel, left: f64, top: f64, x_label: &st
         );
         return;
     }
-    // x: log2 of the process count; y: log10, widened to whole decades.
-    let xs: Vec<f64> = points.iter().map(|p| p.0.max(1.0).log2()).collect();
+    // x: log2 or linear; y: log10, widened to whole decades.
+    let xt = |x: f64| if x_axis.log { x.max(f64::MIN_POSITIVE).log2() } else { x };
+    let xs: Vec<f64> = points.iter().map(|p| xt(p.0)).collect();
     let (xmin, xmax) = (xs.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(f64::MIN, f64::max));
-    let xspan = (xmax - xmin).max(1.0);
+    let xspan = if xmax > xmin { xmax - xmin } else { 1.0 };
     let ys: Vec<f64> = points.iter().filter(|p| p.1 > 0.0).map(|p| p.1.log10()).collect();
     let ymin = ys.iter().copied().fold(f64::MAX, f64::min).floor();
     let ymax = ys.iter().copied().fold(f64::MIN, f64::max).ceil().max(ymin + 1.0);
-    let px = |x: f64| x0 + 10.0 + (x.max(1.0).log2() - xmin) / xspan * (PLOT_W - 20.0);
+    let px = |x: f64| x0 + 10.0 + (xt(x) - xmin) / xspan * (PLOT_W - 20.0);
     let py = |y: f64| y0 + PLOT_H - (y.max(f64::MIN_POSITIVE).log10() - ymin) / (ymax - ymin) * PLOT_H;
 
     for decade in (ymin as i32)..=(ymax as i32) {
@@ -133,9 +147,10 @@ fn draw_panel(svg: &mut String, panel: &Panel, left: f64, top: f64, x_label: &st
         let x = px(t);
         let _ = writeln!(
             svg,
-            r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{t}</text>"##,
+            r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
             y0 + PLOT_H,
-            y0 + PLOT_H + 16.0
+            y0 + PLOT_H + 16.0,
+            esc(&(x_axis.format)(t))
         );
     }
     let _ = writeln!(
@@ -143,7 +158,7 @@ fn draw_panel(svg: &mut String, panel: &Panel, left: f64, top: f64, x_label: &st
         r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
         x0 + PLOT_W / 2.0,
         y0 + PLOT_H + 34.0,
-        esc(x_label)
+        esc(x_axis.label)
     );
     let _ = writeln!(
         svg,
@@ -190,11 +205,20 @@ mod tests {
                 Series { label: "c".into(), points: vec![(1.0, 5.0)], dashed: true },
             ],
         };
-        let svg = render("t", "processes", &[panel.clone(), Panel { series: vec![], ..panel }]);
+        let axis = XAxis { label: "processes", log: true, format: |v| format!("{v}") };
+        let svg = render("t", axis, &[panel.clone(), Panel { series: vec![], ..panel.clone() }]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("a &lt;b&gt;") && !svg.contains("a <b>"));
         assert!(svg.contains("no data"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        // A linear axis starting at zero draws too.
+        let linear = XAxis { label: "skew", log: false, format: |v| format!("{v}") };
+        let zero = Panel {
+            series: vec![Series { label: "z".into(), points: vec![(0.0, 10.0), (1.2, 20.0)], dashed: false }],
+            ..panel
+        };
+        let svg = render("t", linear, &[zero]);
+        assert!(svg.contains(">0<") && svg.contains(">1.2<") && !svg.contains("NaN"));
     }
 }

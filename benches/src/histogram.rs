@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// Sub-buckets per power of two (as a bit count).
 const SUB_BITS: u32 = 5;
 const SUB: u64 = 1 << SUB_BITS;
@@ -56,7 +58,12 @@ impl Histogram {
     /// Records one operation that took `d`.
     #[inline]
     pub fn record(&mut self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.record_ns(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Records one operation that took `ns` nanoseconds.
+    #[inline]
+    pub fn record_ns(&mut self, ns: u64) {
         self.counts[index(ns)] += 1;
         self.total += 1;
     }
@@ -121,6 +128,21 @@ impl Histogram {
     }
 }
 
+/// In JSON a histogram is its [`encode`](Histogram::encode)d text: compact, and
+/// every bucket kept, so any percentile can be computed again from the file.
+impl Serialize for Histogram {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.encode())
+    }
+}
+
+impl<'de> Deserialize<'de> for Histogram {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Histogram, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Histogram::decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +174,8 @@ mod tests {
         assert_eq!(a.quantile(0.0), Some(5.0));
         assert!(Histogram::decode("99999:1").is_err());
         assert!(Histogram::decode("x").is_err());
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Histogram>(&json).unwrap(), a);
         assert_eq!(Histogram::new().quantile(0.5), None);
     }
 }

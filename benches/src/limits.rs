@@ -1,23 +1,27 @@
 //! The physical floor: `limits.c` measures the raw primitives a coordinator is
-//! built from (a flock pair, an fcntl pair, a seqlock slot read and write, an
-//! in-file CAS lock) on this machine, in C, with nothing around them.
+//! built from (a flock pair, an fcntl pair, seqlock slot reads and writes at
+//! random addresses, dependent and independent, an in-file CAS lock) on this
+//! machine, in C, with nothing around them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::{Deserialize, Serialize};
+
 use crate::stats::Summary;
 
 /// What `limits.c` measured, one line per primitive, over several runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Limits {
     /// The source file that was compiled.
-    pub source: PathBuf,
-    /// Each primitive's label and its per-run figures (ns), summarised.
-    pub lines: Vec<(String, Summary)>,
+    pub source: String,
+    /// Each primitive's label and its figure from each run (ns).
+    pub lines: Vec<(String, Vec<f64>)>,
 }
 
 /// How the floor measurement went.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LimitsOutcome {
     /// Measured.
     Measured(Limits),
@@ -26,23 +30,24 @@ pub enum LimitsOutcome {
 }
 
 impl Limits {
-    /// The median of the first line whose label contains `needle`.
-    pub fn median_of(&self, needle: &str) -> Option<f64> {
-        self.lines.iter().find(|(label, _)| label.contains(needle)).map(|(_, s)| s.median)
+    /// The per-run figures of the first line whose label contains `needle`.
+    pub fn values_of(&self, needle: &str) -> Option<&[f64]> {
+        self.lines.iter().find(|(label, _)| label.contains(needle)).map(|(_, v)| v.as_slice())
+    }
+
+    /// Each line summarised over the runs.
+    pub fn summaries(&self) -> Vec<(String, Summary)> {
+        self.lines.iter().filter_map(|(label, v)| Some((label.clone(), Summary::of(v)?))).collect()
     }
 }
 
-/// Where `limits.c` is: `MAPH_LIMITS_C` if set, else the project's shared copy
-/// (`../shared/tools/limits.c` beside the repository), else the copy in this crate.
+/// Where `limits.c` is: `MAPH_LIMITS_C` if set, else the project's copy in this crate.
 pub fn find_source() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("MAPH_LIMITS_C") {
         return Some(PathBuf::from(path));
     }
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [crate_dir.join("../../shared/tools/limits.c"), crate_dir.join("tools/limits.c")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .map(|p| p.canonicalize().unwrap_or(p))
+    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/limits.c");
+    copy.is_file().then(|| copy.canonicalize().unwrap_or(copy))
 }
 
 /// Compiles `limits.c` with `cc -O2` into `scratch` and runs it `runs` times
@@ -87,8 +92,11 @@ fn try_measure(scratch: &Path, data_dir: &Path, runs: usize) -> Result<Limits, S
     if per_line.is_empty() {
         return Err("limits printed no figures".into());
     }
-    let lines = per_line.into_iter().filter_map(|(label, v)| Summary::of(&v).map(|s| (label, s))).collect();
-    Ok(Limits { source, lines })
+    let source = match source.strip_prefix(crate::provenance::repository().canonicalize().unwrap_or_default()) {
+        Ok(relative) => relative.display().to_string(),
+        Err(_) => source.display().to_string(),
+    };
+    Ok(Limits { source, lines: per_line })
 }
 
 /// Reads lines like `flock LOCK_EX + LOCK_UN pair        1234.5 ns`.
@@ -119,7 +127,16 @@ mod tests {
     }
 
     #[test]
-    fn the_source_is_found() {
-        assert!(find_source().is_some(), "benches/tools/limits.c ships with the crate");
+    fn the_source_is_found_and_prints_both_random_access_floors() {
+        let source = find_source().expect("benches/tools/limits.c ships with the crate");
+        let text = std::fs::read_to_string(source).unwrap();
+        for floor in [
+            "seqlock read, dependent random slot",
+            "seqlock write, dependent random slot",
+            "seqlock read, random slot",
+            "seqlock write, random slot",
+        ] {
+            assert!(text.contains(floor), "limits.c prints {floor:?}");
+        }
     }
 }

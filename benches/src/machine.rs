@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 /// The machine and build a run happened on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     /// CPU model name from /proc/cpuinfo.
     pub cpu: String,
@@ -19,6 +21,16 @@ pub struct Machine {
     pub optimized: bool,
     /// Filesystem type of the directory holding the stores.
     pub filesystem: String,
+    /// The CPU frequency governor, or why it is not known (virtual machines
+    /// often do not expose one).
+    pub governor: String,
+    /// Transparent huge pages for anonymous memory (the bracketed choice of
+    /// `/sys/kernel/mm/transparent_hugepage/enabled`).
+    pub transparent_hugepages: String,
+    /// Cache sizes, as the kernel lists them (`L1d 48K, L2 2048K, ...`).
+    pub caches: String,
+    /// Running under a hypervisor (the CPU flags say so).
+    pub virtualised: bool,
 }
 
 impl Machine {
@@ -38,7 +50,58 @@ impl Machine {
             rustc: env!("MAPH_BENCH_RUSTC").to_string(),
             optimized: !cfg!(debug_assertions),
             filesystem: filesystem_of(data_dir).unwrap_or_else(|| "unknown".into()),
+            governor: read_trimmed("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+                .unwrap_or_else(|| "not exposed (no cpufreq: the host sets the frequency)".into()),
+            transparent_hugepages: read_trimmed("/sys/kernel/mm/transparent_hugepage/enabled")
+                .and_then(|s| s.split('[').nth(1).and_then(|r| r.split(']').next()).map(String::from))
+                .unwrap_or_else(|| "unknown".into()),
+            caches: caches(),
+            virtualised: cpuinfo
+                .lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor")),
         }
+    }
+
+    /// A machine nobody looked at (for tests and for results that lack one).
+    pub fn unknown() -> Machine {
+        Machine {
+            cpu: "unknown CPU".into(),
+            cores: 1,
+            kernel: "unknown".into(),
+            rustc: "unknown".into(),
+            optimized: true,
+            filesystem: "unknown".into(),
+            governor: "unknown".into(),
+            transparent_hugepages: "unknown".into(),
+            caches: "unknown".into(),
+            virtualised: false,
+        }
+    }
+}
+
+/// The caches of CPU 0, from sysfs: `L1d 48K, L1i 32K, L2 2048K, L3 ...`.
+fn caches() -> String {
+    let mut parts = Vec::new();
+    for index in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
+        let (Some(level), Some(kind), Some(size)) = (
+            read_trimmed(&format!("{dir}/level")),
+            read_trimmed(&format!("{dir}/type")),
+            read_trimmed(&format!("{dir}/size")),
+        ) else {
+            continue;
+        };
+        let suffix = match kind.as_str() {
+            "Data" => "d",
+            "Instruction" => "i",
+            _ => "",
+        };
+        parts.push(format!("L{level}{suffix} {size}"));
+    }
+    if parts.is_empty() {
+        "unknown".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -120,10 +183,21 @@ fn filesystem_of(path: &Path) -> Option<String> {
 
 /// Now, in UTC, as `YYYY-MM-DD HH:MM UTC`.
 pub fn utc_now() -> String {
+    let (y, m, d, hh, mm, _) = utc_fields();
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+}
+
+/// Now, in UTC, for a file name: `YYYY-MM-DD-HHMMSS`.
+pub fn utc_file_stamp() -> String {
+    let (y, m, d, hh, mm, ss) = utc_fields();
+    format!("{y:04}-{m:02}-{d:02}-{hh:02}{mm:02}{ss:02}")
+}
+
+fn utc_fields() -> (i64, u32, u32, u64, u64, u64) {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).

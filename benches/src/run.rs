@@ -1,113 +1,18 @@
-//! The main job: measure every row, then hand the results to the report.
+//! The main job: measure what the plan asks for, and gather it with its
+//! provenance into [`Results`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::contention::{self, Point};
+use crate::contention::{self, Setup};
 use crate::limits::{self, LimitsOutcome};
 use crate::machine::{self, Machine};
 use crate::plan::Plan;
+use crate::provenance::{self, Provenance, RedisInfo};
 use crate::redis_server::RedisSource;
-use crate::rows::{self, Role, Row, RowEnv, Writers};
-use crate::stats::Summary;
-use crate::workload::{bench_column, Column, Keyspace};
-
-/// How one column of one row went.
-#[derive(Clone, Debug)]
-pub enum Cell {
-    /// criterion's samples, as time per iteration (ns).
-    Measured(Summary),
-    /// The column does not apply to this row (why).
-    NotApplicable(&'static str),
-    /// It failed (the error).
-    Failed(String),
-}
-
-impl Cell {
-    /// The summary, if measured.
-    pub fn summary(&self) -> Option<&Summary> {
-        match self {
-            Cell::Measured(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// How one process count of one row's contention runs went.
-#[derive(Clone, Debug)]
-pub enum ContentionCell {
-    /// The runs.
-    Measured(Point),
-    /// Not run (why).
-    NotApplicable(&'static str),
-    /// A run failed (the error).
-    Failed(String),
-}
-
-/// Everything measured about one row.
-#[derive(Clone, Debug)]
-pub struct RowResult {
-    /// The row.
-    pub row: Row,
-    /// Why it was not measured at all, if it was not.
-    pub skipped: Option<String>,
-    /// The single-process columns.
-    pub cells: Vec<(Column, Cell)>,
-    /// The contention runs, by process count.
-    pub contention: Vec<(usize, ContentionCell)>,
-}
-
-impl RowResult {
-    /// The cell of `column`.
-    pub fn cell(&self, column: Column) -> Option<&Cell> {
-        self.cells.iter().find(|(c, _)| *c == column).map(|(_, cell)| cell)
-    }
-
-    /// The median of `column`, if measured (ns per iteration).
-    pub fn median(&self, column: Column) -> Option<f64> {
-        self.cell(column).and_then(Cell::summary).map(|s| s.median)
-    }
-
-    /// The contention point at `procs`, if measured.
-    pub fn point(&self, procs: usize) -> Option<&Point> {
-        self.contention.iter().find_map(|(p, c)| match c {
-            ContentionCell::Measured(point) if *p == procs => Some(point),
-            _ => None,
-        })
-    }
-}
-
-/// A whole run.
-#[derive(Debug)]
-pub struct Results {
-    /// What was run.
-    pub plan: Plan,
-    /// Where.
-    pub machine: Machine,
-    /// When it started (UTC).
-    pub date: String,
-    /// Load averages before and after.
-    pub load_before: Option<[f64; 3]>,
-    /// Load averages after.
-    pub load_after: Option<[f64; 3]>,
-    /// How long it took.
-    pub elapsed: Duration,
-    /// The share of the machine's CPU that other processes used during the run.
-    pub others_cpu_share: Option<f64>,
-    /// Where the Redis rows got their server.
-    pub redis: String,
-    /// Every row, in table order.
-    pub rows: Vec<RowResult>,
-    /// The physical floor.
-    pub limits: LimitsOutcome,
-}
-
-impl Results {
-    /// The row with id `id`.
-    pub fn row(&self, id: &str) -> Option<&RowResult> {
-        self.rows.iter().find(|r| r.row.id == id)
-    }
-}
+use crate::results::{Results, RowInfo, SCHEMA};
+use crate::rows::{self, Row};
+use crate::{cell, readers, sweep, timer};
 
 /// What to run, beyond the plan.
 #[derive(Clone, Debug, Default)]
@@ -116,10 +21,16 @@ pub struct Options {
     pub only: Vec<String>,
     /// Where stores and scratch files go (a fresh temporary directory when `None`).
     pub dir: Option<PathBuf>,
+    /// How the run was started, for the report.
+    pub command: String,
 }
 
-/// Measures every row under `plan`. `exe` is the `maph-bench` binary, which the
-/// contention runs start as their worker processes. Progress goes to `progress`.
+/// PING round trips timed at each end of a run.
+const PINGS: usize = 2000;
+
+/// Measures what `plan` asks for. `exe` is the `maph-bench` binary, which the
+/// single-process cells and the multi-process runs start as their processes.
+/// Progress goes to `progress`.
 pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Results> {
     let started = Instant::now();
     let scratch = match &options.dir {
@@ -131,21 +42,15 @@ pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(
     };
     let base = scratch.path().to_path_buf();
     let machine = Machine::detect(&base);
-    let date = machine::utc_now();
-    let load_before = machine::load_average();
-    let cpu_before = machine::CpuSnapshot::take();
     if !machine.optimized {
         progress("warning: this binary is not optimised; run it with --release (scripts/bench does)");
     }
+    let (git_commit, git_dirty) = provenance::git(provenance::repository());
+    let date = machine::utc_now();
+    let load_before = machine::load_average();
+    let cpu_before = machine::CpuSnapshot::take();
 
-    let wanted: Vec<Row> =
-        rows::all().into_iter().filter(|r| options.only.is_empty() || options.only.iter().any(|o| o == r.id)).collect();
-    for id in &options.only {
-        anyhow::ensure!(
-            wanted.iter().any(|r| r.id == id.as_str()),
-            "no row named {id:?}; `maph-bench list` shows the rows"
-        );
-    }
+    let wanted = rows::select(&options.only)?;
     let redis = if wanted.iter().any(|r| r.needs_redis) {
         std::fs::create_dir_all(base.join("redis"))?;
         RedisSource::find_or_start(&base.join("redis"))
@@ -157,126 +62,116 @@ pub fn run(plan: &Plan, exe: &Path, options: &Options, progress: &mut dyn FnMut(
         _ => String::new(),
     };
     progress(&format!("Redis rows: {}", redis.describe()));
+    let pings = if plan.preset == crate::plan::Preset::Smoke { 100 } else { PINGS };
+    let mut redis_info = RedisInfo {
+        source: redis.describe(),
+        version: redis.url().and_then(|u| provenance::server_version(u).ok()),
+        ..RedisInfo::default()
+    };
+    if let Some(url) = redis.url() {
+        match provenance::ping(url, pings) {
+            Ok(h) => redis_info.ping_before = Some(h),
+            Err(e) => progress(&format!("Redis PING failed: {e:#}")),
+        }
+    }
+    let timer = timer::calibrate(200_000);
+    progress(&format!(
+        "clock: {:.1} ns per read; an empty timed region reads {:.0} ns (subtracted from every single-operation latency)",
+        timer.read_ns, timer.empty_region_ns
+    ));
 
-    let keyspace = Keyspace::new(plan.keys);
-    let criterion_dir = base.join("criterion");
-    let mut criterion = plan.criterion.criterion(&criterion_dir);
-    let runnable: Vec<&Row> = wanted.iter().filter(|r| r.unavailable(redis.url(), &redis_problem).is_none()).collect();
-    let total_cells = runnable.len() * Column::ALL.len();
-    let mut done_cells = 0;
-
-    let mut results = Vec::new();
+    let mut infos = Vec::new();
+    let mut runnable: Vec<Row> = Vec::new();
     for row in &wanted {
-        if let Some(reason) = row.unavailable(redis.url(), &redis_problem) {
+        let skipped = row.unavailable(redis.url(), &redis_problem);
+        if let Some(reason) = &skipped {
             progress(&format!("{}: not measured: {reason}", row.id));
-            results.push(RowResult { row: *row, skipped: Some(reason), cells: vec![], contention: vec![] });
-            continue;
+        } else {
+            runnable.push(*row);
         }
-        let env = RowEnv { dir: base.join(row.id), redis_url: redis.url().map(String::from) };
-        std::fs::create_dir_all(&env.dir)?;
-        let mut cells = Vec::new();
-        let opened = (row.create)(&env).and_then(|()| (row.open)(&env, Role::Alone)).and_then(|mut subject| {
-            keyspace.populate(subject.as_mut())?;
-            Ok(subject)
-        });
-        match opened {
-            Err(e) => {
-                let reason = format!("setting up failed: {e:#}");
-                progress(&format!("{}: {reason}", row.id));
-                done_cells += Column::ALL.len();
-                results.push(RowResult { row: *row, skipped: Some(reason), cells: vec![], contention: vec![] });
-                continue;
-            }
-            Ok(mut subject) => {
-                for column in Column::ALL {
-                    done_cells += 1;
-                    progress(&format!("[{done_cells}/{total_cells}] {} / {}", row.id, column.title()));
-                    if column == Column::LockedRead && !subject.has_locked_read() {
-                        cells.push((column, Cell::NotApplicable("reads are snapshot transactions; no separate lock")));
-                        continue;
-                    }
-                    if let Err(e) = keyspace.probe(subject.as_mut(), column) {
-                        cells.push((column, Cell::Failed(format!("{e:#}"))));
-                        continue;
-                    }
-                    bench_column(&mut criterion, row.id, subject.as_mut(), &keyspace, column);
-                    let cell = match crate::measure::summary(&criterion_dir, row.id, column.id()) {
-                        Ok(s) => Cell::Measured(s),
-                        Err(e) => Cell::Failed(format!("{e:#}")),
-                    };
-                    cells.push((column, cell));
-                }
-            }
-        }
-        // The subject is dropped here: a single-writer lease or a redb file is free again.
-        results.push(RowResult { row: *row, skipped: None, cells, contention: vec![] });
+        infos.push(RowInfo::of(row, skipped));
     }
 
-    let contention_dir = base.join("contention");
-    std::fs::create_dir_all(&contention_dir)?;
-    let settings = &plan.contention;
-    for result in results.iter_mut().filter(|r| r.skipped.is_none()) {
-        let row = result.row;
-        for &procs in &settings.procs {
-            if let (Writers::One(why), true) = (row.writers, procs > 1) {
-                result.contention.push((procs, ContentionCell::NotApplicable(why)));
-                continue;
-            }
-            let mut runs = Vec::new();
-            let mut failure = None;
-            for repeat in 0..settings.repeats.max(1) {
-                match contention::run_once(exe, &row, &contention_dir, redis.url(), procs, settings, repeat) {
-                    Ok(run) => {
-                        progress(&format!(
-                            "contention {}: {procs} process{}, run {}/{}: {:.0} ops/s, lost {}",
-                            row.id,
-                            if procs == 1 { "" } else { "es" },
-                            repeat + 1,
-                            settings.repeats.max(1),
-                            run.throughput(),
-                            run.lost()
-                        ));
-                        runs.push(run);
-                    }
-                    Err(e) => {
-                        failure = Some(format!("{e:#}"));
-                        break;
-                    }
-                }
-            }
-            let cell = match failure {
-                Some(e) => {
-                    progress(&format!("contention {}: {procs} processes failed: {e}", row.id));
-                    ContentionCell::Failed(e)
-                }
-                None => ContentionCell::Measured(Point { procs, runs }),
-            };
-            result.contention.push((procs, cell));
+    let mut cells = Vec::new();
+    if let Some(table) = &plan.table {
+        for (i, dataset) in plan.datasets.iter().enumerate() {
+            cells.extend(cell::run_table(
+                exe,
+                &runnable,
+                i,
+                *dataset,
+                table,
+                plan.seed,
+                plan.settle_pages,
+                &base,
+                redis.url(),
+                progress,
+            ));
         }
     }
-
+    let setup = Setup {
+        exe,
+        base: &base,
+        redis_url: redis.url(),
+        dataset: plan.main_dataset(),
+        seed: plan.seed,
+        sample_every: plan.sample_every,
+        settle_pages: plan.settle_pages,
+    };
+    let contention = match &plan.contention {
+        Some(settings) => contention::run_all(&setup, &runnable, settings, progress),
+        None => Vec::new(),
+    };
+    let readers = match &plan.readers {
+        Some(settings) => readers::run_all(&setup, &runnable, settings, progress),
+        None => Vec::new(),
+    };
+    let mut sweeps = Vec::new();
+    for spec in &plan.sweeps {
+        sweeps.push(sweep::run(&setup, &runnable, spec, progress)?);
+    }
     let limits = if plan.limits_runs == 0 {
-        LimitsOutcome::Skipped(format!("not run in {} mode", plan.preset.name()))
+        LimitsOutcome::Skipped(match plan.preset {
+            crate::plan::Preset::Smoke => "not run in smoke mode".into(),
+            _ => "left out of this run (--skip limits, or a sweep alone)".into(),
+        })
     } else {
-        progress(&format!("physical floor: limits.c, {} runs of about 8 s", plan.limits_runs));
+        progress(&format!("physical floor: limits.c, {} runs of about 10 s", plan.limits_runs));
         limits::measure(&base, &base, plan.limits_runs)
     };
-    let redis_description = redis.describe();
+    if let Some(url) = redis.url() {
+        match provenance::ping(url, pings) {
+            Ok(h) => redis_info.ping_after = Some(h),
+            Err(e) => progress(&format!("Redis PING failed: {e:#}")),
+        }
+    }
     drop(redis); // stops a private redis-server
     let elapsed = started.elapsed();
     let others_cpu_share = cpu_before
         .zip(machine::CpuSnapshot::take())
         .map(|(before, after)| before.others_share(&after, elapsed.as_secs_f64(), machine.cores));
     Ok(Results {
+        schema: SCHEMA,
+        provenance: Provenance {
+            date,
+            command: options.command.clone(),
+            harness: env!("CARGO_PKG_VERSION").into(),
+            git_commit,
+            git_dirty,
+            machine,
+            load_before,
+            load_after: machine::load_average(),
+            others_cpu_share,
+            redis: redis_info,
+            timer: Some(timer),
+        },
         plan: plan.clone(),
-        machine,
-        date,
-        load_before,
-        load_after: machine::load_average(),
-        elapsed,
-        others_cpu_share,
-        redis: redis_description,
-        rows: results,
+        rows: infos,
+        cells,
+        contention,
+        readers,
+        sweeps,
         limits,
+        elapsed_s: elapsed.as_secs_f64(),
     })
 }

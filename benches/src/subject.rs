@@ -1,13 +1,14 @@
 //! What every row of the table is measured through: a [`Subject`].
 //!
-//! The workloads ([`crate::workload`], [`crate::contention`]) are written once,
+//! The workloads ([`crate::workload`], [`crate::worker`]) are written once,
 //! against this trait. A maph store behind any [`WriteCoordinator`](maph_core::WriteCoordinator)
 //! is one implementation ([`crate::subjects::MaphSubject`], generic over the
 //! coordinator), and each peer database is another. Rows are handled as
 //! `Box<dyn Subject>`: every row, the baseline included, pays the same one
-//! indirect call per operation (about a nanosecond), so ratios are unaffected.
+//! indirect call per operation, and every maph row's lock-free read runs the
+//! one, non-generic `Store::get_into`.
 
-use std::time::{Duration, Instant};
+use crate::timer::monotonic_ns;
 
 /// One thing the benchmark measures: a store and the way its writes are coordinated.
 pub trait Subject {
@@ -20,25 +21,19 @@ pub trait Subject {
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> anyhow::Result<bool>;
 
     /// Reads `key` while holding the strategy's shared lock on its window, as
-    /// the reference's `flock(LOCK_SH)` reader does. Only asked when
-    /// [`has_locked_read`](Self::has_locked_read) is true.
+    /// the reference's `flock(LOCK_SH)` reader does. What that means for each
+    /// row is its [`SharedLock`](crate::rows::SharedLock).
     fn get_locked(&mut self, key: &[u8], out: &mut Vec<u8>) -> anyhow::Result<bool> {
         self.get(key, out)
     }
 
-    /// Whether [`get_locked`](Self::get_locked) differs from [`get`](Self::get).
-    /// Peers read from a snapshot and have no separate locked read.
-    fn has_locked_read(&self) -> bool {
-        false
-    }
-
     /// Stores `value` under every key of `keys` in one write (one lock
     /// acquisition, or one transaction): the "100 writes" column.
-    fn set_batch(&mut self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()>;
+    fn set_batch(&mut self, keys: &[&[u8]], value: &[u8]) -> anyhow::Result<()>;
 
     /// Reads every key of `keys` (lock-free for maph, one read transaction for
     /// the peers) and returns how many were found: the "100 reads" column.
-    fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize>;
+    fn get_batch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize>;
 
     /// Takes the exclusive lock a write of `key` would take, and gives it back,
     /// writing nothing: the "lock + unlock" column. Peers begin and abort a
@@ -46,12 +41,13 @@ pub trait Subject {
     fn lock_unlock(&mut self, key: &[u8]) -> anyhow::Result<()>;
 
     /// Adds one to the little-endian `u64` counter under `key` as one atomic
-    /// read-modify-write (what the contention runs do), timing how long the
-    /// lock took to get.
-    fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment>;
+    /// read-modify-write (what the contention runs do). With `time_lock`, also
+    /// times how long the lock took to get (two more clock reads, so only
+    /// asked for a sample of increments).
+    fn increment(&mut self, key: &[u8], time_lock: bool) -> anyhow::Result<Increment>;
 
     /// Gives back anything held between operations (a lease), before the
-    /// process waits: contention workers call it between warm-up and start.
+    /// process waits: workers call it between warm-up and start.
     fn idle(&mut self) {}
 
     /// The counter under `key` (zero if absent).
@@ -60,20 +56,20 @@ pub trait Subject {
         Ok(if self.get(key, &mut out)? { decode_counter(&out).unwrap_or(0) } else { 0 })
     }
 
-    /// The `count` counter keys worker `worker` of `procs` increments in a
-    /// contention run. Default: the same keys for every worker, so writers
-    /// really collide. Partitioned stores pick keys the worker's shard owns.
-    fn contention_keys(&self, worker: usize, procs: usize, count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
-        let _ = (worker, procs);
-        Ok((0..count).map(counter_key).collect())
+    /// Which of `writers` writer processes may write `key`: `None` for any
+    /// (writers then really collide), `Some(i)` when only writer `i` may
+    /// (a partitioned store: each key belongs to one owner).
+    fn writer_of(&self, key: &[u8], writers: usize) -> Option<usize> {
+        let _ = (key, writers);
+        None
     }
 }
 
 /// How one increment went.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Increment {
-    /// From asking for the lock to holding it.
-    pub lock_wait: Duration,
+    /// From asking for the lock to holding it (ns), when asked to time it.
+    pub lock_wait_ns: Option<u64>,
     /// The old value could not be decoded (a torn or foreign value): the
     /// increment started again from zero. Only uncoordinated writers see this.
     pub damaged: bool,
@@ -106,9 +102,14 @@ pub fn next_counter(old: Option<&[u8]>) -> (u64, bool) {
     }
 }
 
-/// Times a lock acquisition: returns what `acquire` returned and how long it took.
-pub fn timed<T>(acquire: impl FnOnce() -> T) -> (T, Duration) {
-    let started = Instant::now();
+/// Runs `acquire`, and when `time` is set, times it: returns its value and the
+/// nanoseconds it took.
+#[inline]
+pub fn timed_if<T>(time: bool, acquire: impl FnOnce() -> T) -> (T, Option<u64>) {
+    if !time {
+        return (acquire(), None);
+    }
+    let started = monotonic_ns();
     let value = acquire();
-    (value, started.elapsed())
+    (value, Some(monotonic_ns().saturating_sub(started)))
 }

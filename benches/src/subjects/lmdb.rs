@@ -2,20 +2,26 @@
 //!
 //! Configured the way a fair comparison needs: `NO_SYNC`, so a commit does not
 //! wait for the disk (maph never fsyncs a write either; both leave durability
-//! to the page cache). LMDB serialises writers itself, across processes, with a
-//! mutex in its lock file: that is its write coordination, and its cost is in
-//! every write figure.
-
-use std::path::Path;
+//! to the page cache), and `WRITE_MAP`, so a commit stores into the mapping as
+//! maph does instead of writing its pages with system calls. The row without
+//! `WRITE_MAP` is kept, labelled, to show what it costs. LMDB serialises
+//! writers itself, across processes, with a mutex in its lock file: that is its
+//! write coordination, and its cost is in every write figure.
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
-use crate::subject::{encode_counter, next_counter, timed, Increment, Subject};
+use crate::rows::RowEnv;
+use crate::subject::{encode_counter, next_counter, timed_if, Increment, Subject};
 
-/// Map size: room for the benchmark's keys many times over (LMDB reserves
-/// address space, not disk).
-const MAP_SIZE: usize = 1 << 30;
+/// How LMDB commits write their pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LmdbWrites {
+    /// `WRITE_MAP`: into the shared mapping, like maph.
+    Mapped,
+    /// Without `WRITE_MAP`: with `pwrite(2)` at each commit (LMDB's default).
+    Syscalls,
+}
 
 /// An LMDB environment with one unnamed database of byte keys and values.
 pub struct LmdbSubject {
@@ -24,18 +30,32 @@ pub struct LmdbSubject {
 }
 
 impl LmdbSubject {
-    /// Opens (creating if needed) the environment in the directory `dir`.
-    pub fn open(dir: &Path) -> anyhow::Result<LmdbSubject> {
-        std::fs::create_dir_all(dir)?;
+    /// Creates the environment of `env`'s row.
+    pub fn create(env: &RowEnv, writes: LmdbWrites) -> anyhow::Result<()> {
+        LmdbSubject::open(env, writes).map(drop)
+    }
+
+    /// Opens (creating if needed) the environment in the row's `lmdb` directory.
+    pub fn open(env: &RowEnv, writes: LmdbWrites) -> anyhow::Result<LmdbSubject> {
+        let dir = env.dir.join("lmdb");
+        std::fs::create_dir_all(&dir)?;
+        // Address space for the data many times over (LMDB reserves it; with
+        // WRITE_MAP the file is extended to it sparsely, not written).
+        let per_key = 64 + 16 + env.dataset.value_size;
+        let map_size = (env.dataset.keys.max(100_000) * per_key * 4).next_power_of_two().max(1 << 30);
         let mut options = EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_readers(126);
+        options.map_size(map_size).max_readers(126);
+        let flags = match writes {
+            LmdbWrites::Mapped => EnvFlags::NO_SYNC | EnvFlags::WRITE_MAP,
+            LmdbWrites::Syscalls => EnvFlags::NO_SYNC,
+        };
         // SAFETY: NO_SYNC only gives up durability across a power loss, which
-        // this benchmark does not need (maph does not fsync either); the
-        // environment is opened once per process and the directory is private
-        // to this run, so nothing else modifies the files under the mapping.
+        // this benchmark does not need (maph does not fsync either). WRITE_MAP
+        // lets a stray write through the mapping corrupt the database; nothing
+        // but heed writes to it, and the directory is private to this run.
         let env = unsafe {
-            options.flags(EnvFlags::NO_SYNC);
-            options.open(dir)?
+            options.flags(flags);
+            options.open(&dir)?
         };
         let mut wtxn = env.write_txn()?;
         let db = env.create_database::<Bytes, Bytes>(&mut wtxn, None)?;
@@ -59,7 +79,7 @@ impl Subject for LmdbSubject {
         Ok(self.db.get(&rtxn, key)?.map(|v| out.extend_from_slice(v)).is_some())
     }
 
-    fn set_batch(&mut self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()> {
+    fn set_batch(&mut self, keys: &[&[u8]], value: &[u8]) -> anyhow::Result<()> {
         let mut wtxn = self.env.write_txn()?;
         for key in keys {
             self.db.put(&mut wtxn, key, value)?;
@@ -68,7 +88,7 @@ impl Subject for LmdbSubject {
         Ok(())
     }
 
-    fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize> {
+    fn get_batch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize> {
         let rtxn = self.env.read_txn()?;
         let mut found = 0;
         for key in keys {
@@ -86,13 +106,13 @@ impl Subject for LmdbSubject {
         Ok(())
     }
 
-    fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
+    fn increment(&mut self, key: &[u8], time_lock: bool) -> anyhow::Result<Increment> {
         // Beginning a write transaction takes LMDB's writer mutex.
-        let (wtxn, lock_wait) = timed(|| self.env.write_txn());
+        let (wtxn, lock_wait_ns) = timed_if(time_lock, || self.env.write_txn());
         let mut wtxn = wtxn?;
         let (next, damaged) = next_counter(self.db.get(&wtxn, key)?);
         self.db.put(&mut wtxn, key, &encode_counter(next))?;
         wtxn.commit()?;
-        Ok(Increment { lock_wait, damaged })
+        Ok(Increment { lock_wait_ns, damaged })
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use maph_core::{Store, WriteCoordinator};
 
-use crate::subject::{encode_counter, next_counter, timed, Increment, Subject};
+use crate::subject::{encode_counter, next_counter, timed_if, Increment, Subject};
 
 /// A maph store and the coordinator its writes go through.
 ///
@@ -51,20 +51,12 @@ impl<C: WriteCoordinator> Subject for MaphSubject<C> {
         Ok(self.store.get_into(key, out)?)
     }
 
-    fn has_locked_read(&self) -> bool {
-        true
-    }
-
-    fn set_batch(&mut self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()> {
+    fn set_batch(&mut self, keys: &[&[u8]], value: &[u8]) -> anyhow::Result<()> {
         Ok(self.store.write(&self.coordinator, |tx| keys.iter().try_for_each(|key| tx.set(key, value)))?)
     }
 
-    fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize> {
-        let mut found = 0;
-        for key in keys {
-            found += usize::from(self.store.get_into(key, out)?);
-        }
-        Ok(found)
+    fn get_batch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize> {
+        read_batch(&self.store, keys, out)
     }
 
     fn lock_unlock(&mut self, key: &[u8]) -> anyhow::Result<()> {
@@ -72,8 +64,8 @@ impl<C: WriteCoordinator> Subject for MaphSubject<C> {
         Ok(())
     }
 
-    fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
-        increment_in(&self.store, &self.coordinator, key)
+    fn increment(&mut self, key: &[u8], time_lock: bool) -> anyhow::Result<Increment> {
+        increment_in(&self.store, &self.coordinator, key, time_lock)
     }
 
     fn idle(&mut self) {
@@ -83,14 +75,67 @@ impl<C: WriteCoordinator> Subject for MaphSubject<C> {
     }
 }
 
+/// A maph store mapped read-only: what a reader process of any strategy is.
+/// Its reads are the same lock-free `Store::get_into` as a writer's.
+pub struct MaphReader {
+    store: Store,
+}
+
+impl MaphReader {
+    /// Reads `store` (opened read-only).
+    pub fn new(store: Store) -> MaphReader {
+        MaphReader { store }
+    }
+}
+
+fn read_only() -> anyhow::Error {
+    anyhow::anyhow!("a reader process does not write")
+}
+
+impl Subject for MaphReader {
+    fn set(&mut self, _key: &[u8], _value: &[u8]) -> anyhow::Result<()> {
+        Err(read_only())
+    }
+
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> anyhow::Result<bool> {
+        Ok(self.store.get_into(key, out)?)
+    }
+
+    fn set_batch(&mut self, _keys: &[&[u8]], _value: &[u8]) -> anyhow::Result<()> {
+        Err(read_only())
+    }
+
+    fn get_batch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize> {
+        read_batch(&self.store, keys, out)
+    }
+
+    fn lock_unlock(&mut self, _key: &[u8]) -> anyhow::Result<()> {
+        Err(read_only())
+    }
+
+    fn increment(&mut self, _key: &[u8], _time_lock: bool) -> anyhow::Result<Increment> {
+        Err(read_only())
+    }
+}
+
+/// Reads every key of `keys`, lock-free, one after another.
+fn read_batch(store: &Store, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize> {
+    let mut found = 0;
+    for key in keys {
+        found += usize::from(store.get_into(key, out)?);
+    }
+    Ok(found)
+}
+
 /// Adds one to the counter under `key` in `store` through `coordinator`: what
-/// `Store::update` does, with the lock acquisition timed on its own.
+/// `Store::update` does, with the lock acquisition timed on its own when asked.
 pub(crate) fn increment_in<C: WriteCoordinator>(
     store: &Store,
     coordinator: &C,
     key: &[u8],
+    time_lock: bool,
 ) -> anyhow::Result<Increment> {
-    let (guard, lock_wait) = timed(|| coordinator.lock_exclusive(store.scope_of(key)));
+    let (guard, lock_wait_ns) = timed_if(time_lock, || coordinator.lock_exclusive(store.scope_of(key)));
     let guard = guard?;
     let mut damaged = false;
     store.write_with(&guard, |tx| {
@@ -99,5 +144,5 @@ pub(crate) fn increment_in<C: WriteCoordinator>(
         damaged = was_damaged;
         tx.set(key, &encode_counter(next))
     })?;
-    Ok(Increment { lock_wait, damaged })
+    Ok(Increment { lock_wait_ns, damaged })
 }

@@ -5,7 +5,7 @@ mod maph;
 mod redb;
 mod shard;
 
-pub use self::lmdb::LmdbSubject;
-pub use self::maph::MaphSubject;
+pub use self::lmdb::{LmdbSubject, LmdbWrites};
+pub use self::maph::{MaphReader, MaphSubject};
 pub use self::redb::RedbSubject;
 pub use self::shard::{ShardSubject, SHARDS};

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::subject::{encode_counter, next_counter, timed, Increment, Subject};
+use crate::subject::{encode_counter, next_counter, timed_if, Increment, Subject};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
 
@@ -18,6 +18,11 @@ pub struct RedbSubject {
 }
 
 impl RedbSubject {
+    /// Creates the database file at `path`.
+    pub fn create(path: &Path) -> anyhow::Result<()> {
+        RedbSubject::open(path).map(drop)
+    }
+
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> anyhow::Result<RedbSubject> {
         let db = Database::create(path)?;
@@ -50,24 +55,24 @@ impl Subject for RedbSubject {
         Ok(table.get(key)?.map(|v| out.extend_from_slice(v.value())).is_some())
     }
 
-    fn set_batch(&mut self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()> {
+    fn set_batch(&mut self, keys: &[&[u8]], value: &[u8]) -> anyhow::Result<()> {
         let wtxn = self.write_txn()?;
         {
             let mut table = wtxn.open_table(TABLE)?;
             for key in keys {
-                table.insert(key.as_slice(), value)?;
+                table.insert(*key, value)?;
             }
         }
         wtxn.commit()?;
         Ok(())
     }
 
-    fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize> {
+    fn get_batch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize> {
         let rtxn = self.db.begin_read()?;
         let table = rtxn.open_table(TABLE)?;
         let mut found = 0;
         for key in keys {
-            if let Some(v) = table.get(key.as_slice())? {
+            if let Some(v) = table.get(*key)? {
                 out.clear();
                 out.extend_from_slice(v.value());
                 found += 1;
@@ -81,8 +86,8 @@ impl Subject for RedbSubject {
         Ok(())
     }
 
-    fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
-        let (wtxn, lock_wait) = timed(|| self.write_txn());
+    fn increment(&mut self, key: &[u8], time_lock: bool) -> anyhow::Result<Increment> {
+        let (wtxn, lock_wait_ns) = timed_if(time_lock, || self.write_txn());
         let wtxn = wtxn?;
         let damaged;
         {
@@ -95,6 +100,6 @@ impl Subject for RedbSubject {
             table.insert(key, encode_counter(next).as_slice())?;
         }
         wtxn.commit()?;
-        Ok(Increment { lock_wait, damaged })
+        Ok(Increment { lock_wait_ns, damaged })
     }
 }

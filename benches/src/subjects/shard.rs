@@ -4,16 +4,17 @@ use maph_core::{Mode, WriteCoordinator};
 use maph_shard::{ShardConfig, ShardedStore};
 
 use super::maph::increment_in;
-use crate::subject::{counter_key, Increment, Subject};
+use crate::rows::Role;
+use crate::subject::{Increment, Subject};
 
 /// Shards of the partitioned row: enough for one per worker at 8 processes.
 pub const SHARDS: u32 = 8;
 
 /// A sharded store and the shards this process claimed.
 ///
-/// Alone, it claims every shard. Worker `i` of `p` claims the shards `s` with
-/// `s % p == i` and increments only counters routed to them: partitioned
-/// writers never share a key, which is the point of the strategy.
+/// Alone, it claims every shard. Writer `i` of `w` claims the shards `s` with
+/// `s % w == i` and writes only keys routed to them: partitioned writers never
+/// share a key, which is the point of the strategy. A reader claims nothing.
 pub struct ShardSubject {
     store: ShardedStore,
 }
@@ -25,13 +26,19 @@ impl ShardSubject {
         Ok(())
     }
 
-    /// Opens the store in `dir` and claims the shards of worker `index` of `procs`
-    /// (all of them for `procs == 1`).
-    pub fn open(dir: &std::path::Path, index: usize, procs: usize) -> anyhow::Result<ShardSubject> {
-        let mut store = ShardedStore::open(dir, Mode::ReadWrite)?;
-        for shard in 0..SHARDS {
-            if owner_of(shard, procs) == index {
-                store.claim(shard)?;
+    /// Opens the store in `dir` for `role`, claiming the shards it writes.
+    pub fn open(dir: &std::path::Path, role: Role) -> anyhow::Result<ShardSubject> {
+        let (mode, owner) = match role {
+            Role::Alone => (Mode::ReadWrite, Some((0, 1))),
+            Role::Writer { index, writers } => (Mode::ReadWrite, Some((index, writers))),
+            Role::Reader { .. } => (Mode::ReadOnly, None),
+        };
+        let mut store = ShardedStore::open(dir, mode)?;
+        if let Some((index, writers)) = owner {
+            for shard in 0..SHARDS {
+                if owner_of(shard, writers) == index {
+                    store.claim(shard)?;
+                }
             }
         }
         Ok(ShardSubject { store })
@@ -45,9 +52,9 @@ impl ShardSubject {
     }
 }
 
-/// Which worker of `procs` owns `shard`.
-fn owner_of(shard: u32, procs: usize) -> usize {
-    shard as usize % procs.max(1)
+/// Which writer of `writers` owns `shard`.
+fn owner_of(shard: u32, writers: usize) -> usize {
+    shard as usize % writers.max(1)
 }
 
 impl Subject for ShardSubject {
@@ -65,15 +72,11 @@ impl Subject for ShardSubject {
         Ok(shard.get_into(key, out)?)
     }
 
-    fn has_locked_read(&self) -> bool {
-        true
-    }
-
     /// One commit per shard the batch touches: a sharded store has no atomic
     /// write across shards.
-    fn set_batch(&mut self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()> {
+    fn set_batch(&mut self, keys: &[&[u8]], value: &[u8]) -> anyhow::Result<()> {
         for shard in 0..self.store.shard_count() {
-            let mine: Vec<&Vec<u8>> = keys.iter().filter(|k| self.store.shard_for(k) == shard).collect();
+            let mine: Vec<&[u8]> = keys.iter().copied().filter(|k| self.store.shard_for(k) == shard).collect();
             if !mine.is_empty() {
                 self.store.write(shard, |tx| mine.iter().try_for_each(|key| tx.set(key, value)))?;
             }
@@ -81,7 +84,7 @@ impl Subject for ShardSubject {
         Ok(())
     }
 
-    fn get_batch(&mut self, keys: &[Vec<u8>], out: &mut Vec<u8>) -> anyhow::Result<usize> {
+    fn get_batch(&mut self, keys: &[&[u8]], out: &mut Vec<u8>) -> anyhow::Result<usize> {
         let mut found = 0;
         for key in keys {
             found += usize::from(self.store.get_into(key, out)?);
@@ -95,18 +98,12 @@ impl Subject for ShardSubject {
         Ok(())
     }
 
-    fn increment(&mut self, key: &[u8]) -> anyhow::Result<Increment> {
+    fn increment(&mut self, key: &[u8], time_lock: bool) -> anyhow::Result<Increment> {
         let (shard, coordinator) = self.owned_shard(key)?;
-        increment_in(shard, coordinator, key)
+        increment_in(shard, coordinator, key, time_lock)
     }
 
-    fn contention_keys(&self, worker: usize, procs: usize, count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
-        let keys: Vec<Vec<u8>> = (0..count * SHARDS as usize * 64)
-            .map(counter_key)
-            .filter(|k| owner_of(self.store.shard_for(k), procs) == worker)
-            .take(count)
-            .collect();
-        anyhow::ensure!(keys.len() == count, "found only {} keys for worker {worker} of {procs}", keys.len());
-        Ok(keys)
+    fn writer_of(&self, key: &[u8], writers: usize) -> Option<usize> {
+        Some(owner_of(self.store.shard_for(key), writers))
     }
 }
